@@ -1,0 +1,269 @@
+"""The sweep config: one YAML file, one pydantic model, validated once at load.
+
+Sections: `model`, `data`, `train`, `lora` (what a trial reads, declared in `trainables.config`),
+plus what only the driver reads: `search_space`, `search`, `scheduler`, `resources`, the metric
+and where results go. Cross-field rules name both fields and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from trainables.config import (
+    REPORTED_METRICS,
+    SEARCHABLE_SECTIONS,
+    DataConfig,
+    LoraConfig,
+    ModelConfig,
+    StrictModel,
+    Task,
+    TrainConfig,
+)
+
+# --- search space dimensions ------------------------------------------------------------------
+
+
+class _Range(StrictModel):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if not self.low < self.high:
+            raise ValueError(
+                f"`low < high` must hold, but got (low={self.low}, high={self.high}); swap them"
+            )
+        return self
+
+
+class LogUniform(_Range):
+    type: Literal["loguniform"]
+
+    @model_validator(mode="after")
+    def _positive(self) -> LogUniform:
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got low={self.low}; use e.g. 1e-6")
+        return self
+
+
+class Uniform(_Range):
+    type: Literal["uniform"]
+
+
+class QUniform(_Range):
+    type: Literal["quniform"]
+    q: float = Field(gt=0, description="Values are rounded to multiples of q.")
+
+
+class RandInt(StrictModel):
+    type: Literal["randint"]
+    low: int
+    high: int = Field(description="Inclusive upper bound.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RandInt:
+        if not self.low < self.high:
+            raise ValueError(f"`low < high` must hold, but got (low={self.low}, high={self.high})")
+        return self
+
+
+class Choice(StrictModel):
+    type: Literal["choice"]
+    values: list[Any] = Field(min_length=1)
+
+
+class Grid(StrictModel):
+    type: Literal["grid"]
+    values: list[Any] = Field(min_length=1)
+
+
+Dimension = Annotated[
+    LogUniform | Uniform | QUniform | RandInt | Choice | Grid, Field(discriminator="type")
+]
+
+# --- driver-side sections ---------------------------------------------------------------------
+
+
+class SearchConfig(StrictModel):
+    algorithm: Literal["hyperopt", "optuna", "random", "grid"] = Field(
+        "hyperopt", description="hyperopt/optuna: TPE (Bayesian); random; grid: every combination."
+    )
+    seed: int = 0
+    n_initial_points: int | None = Field(
+        None, ge=1, description="Random trials before TPE takes over. Default: from num_samples."
+    )
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Default: as many as the cluster's resources fit."
+    )
+
+
+class SchedulerConfig(StrictModel):
+    type: Literal["asha", "hyperband", "median", "pbt", "fifo"] = "asha"
+    time_unit: Literal["steps", "tokens"] = Field(
+        "steps", description="What rungs count: optimizer steps or training tokens."
+    )
+    grace_period: int | None = Field(
+        None, ge=1, description="Minimum budget before a trial can be stopped. "
+        "Default: two evaluations (2 x train.eval_every_steps, in steps)."
+    )
+    reduction_factor: float = Field(3.0, gt=1.0, description="Keep 1/reduction_factor per rung.")
+    max_t: int | None = Field(None, ge=1, description="Largest budget. Default: the train budget.")
+    brackets: int = Field(1, ge=1, description="ASHA brackets (1 = most aggressive).")
+    min_samples_required: int = Field(3, ge=1, description="median: trials needed to compare.")
+    perturbation_interval: int | None = Field(
+        None, ge=1, description="pbt: budget between exploits. Default: 2 x eval_every_steps."
+    )
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="pbt: bottom/top share.")
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+
+
+class ResourcesConfig(StrictModel):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(
+        0.0, ge=0, description="Fractions (0.25) pack trials on one GPU; integers above 1 give a "
+        "trial several GPUs."
+    )
+
+
+class SweepConfig(StrictModel):
+    """One sweep. `sweep validate CONFIG` checks it, and the model, data and cluster it names."""
+
+    name: str | None = Field(None, description="Experiment name. Default: config name + time.")
+    task: Task
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    lora: LoraConfig = LoraConfig()
+    search_space: dict[str, Dimension] = Field(
+        default_factory=dict, description="`section.field` -> dimension; sections: train, lora."
+    )
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    metric: str = "eval_loss"
+    mode: Literal["min", "max"] | None = Field(None, description="Default: the metric's own.")
+    num_samples: int = Field(8, ge=1, description="Trials to run (per grid point for grid).")
+    resources: ResourcesConfig = ResourcesConfig()
+    storage_path: str = Field(
+        "~/sweep_results", description="Local/NFS folder or s3://bucket/prefix."
+    )
+    keep_checkpoints_per_trial: int = Field(2, ge=1, description="Best N by metric are kept.")
+    max_retries: int = Field(2, ge=0, description="Restarts of a failed trial from its checkpoint.")
+    baseline: bool = Field(True, description="Measure the untrained model's metric once.")
+    base_dir: str | None = Field(
+        None, description="Folder relative data/model paths are read from. Default: the config "
+        "file's folder (the current folder for dict configs)."
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> SweepConfig:
+        reported = REPORTED_METRICS[self.task]
+        if self.metric not in reported:
+            raise ValueError(
+                f"metric: {self.metric!r} is never reported by the {self.task} trainable; "
+                f"use one of {sorted(reported)}{_did_you_mean(self.metric, list(reported))}"
+            )
+        natural = reported[self.metric]
+        if self.mode is None:
+            self.mode = natural  # type: ignore[assignment]
+        elif self.mode != natural:
+            raise ValueError(
+                f"mode: {self.mode!r} does not fit metric {self.metric!r} (lower is better "
+                f"for it is {natural == 'min'}); set mode: {natural}"
+            )
+        self._check_search_space()
+        self._check_scheduler()
+        return self
+
+    def _check_search_space(self) -> None:
+        for key, dim in self.search_space.items():
+            section, _, field = key.partition(".")
+            if section not in SEARCHABLE_SECTIONS or not field:
+                raise ValueError(
+                    f"search_space.{key}: keys are `section.field` with section one of "
+                    f"{sorted(SEARCHABLE_SECTIONS)}, e.g. `train.learning_rate`"
+                )
+            model_cls = SEARCHABLE_SECTIONS[section]
+            if field not in model_cls.model_fields:
+                raise ValueError(
+                    f"search_space.{key}: {section} has no field {field!r}"
+                    f"{_did_you_mean(field, list(model_cls.model_fields))}"
+                )
+            base = getattr(self, section).model_dump()
+            for label, value in _candidate_values(dim):
+                try:
+                    model_cls.model_validate({**base, field: value})
+                except Exception as err:  # pydantic's message names the rule broken
+                    msg = _first_error_message(err)
+                    raise ValueError(
+                        f"search_space.{key}.{label}: {value!r} is not a valid {key}: {msg}"
+                    ) from None
+        has_grid = any(isinstance(d, Grid) for d in self.search_space.values())
+        if has_grid and self.search.algorithm in ("hyperopt", "optuna"):
+            raise ValueError(
+                f"search.algorithm: {self.search.algorithm} cannot sample `type: grid` dimensions "
+                "(search_space has grid); use `type: choice` with it, or search.algorithm: grid"
+            )
+        if self.search.algorithm == "grid":
+            bad = [k for k, d in self.search_space.items() if not isinstance(d, Grid | Choice)]
+            if bad:
+                raise ValueError(
+                    f"search.algorithm: grid needs discrete dimensions, but {bad} are continuous; "
+                    "give them `type: grid` values, or use search.algorithm: hyperopt"
+                )
+        if self.search.algorithm in ("hyperopt", "optuna") and not self.search_space:
+            raise ValueError(
+                f"search_space: is empty, so {self.search.algorithm} has nothing to search; add "
+                "dimensions (e.g. train.learning_rate) or use search.algorithm: random"
+            )
+
+    def _check_scheduler(self) -> None:
+        s = self.scheduler
+        eval_every = self.train.eval_every_steps
+        if s.time_unit == "steps" and s.grace_period is not None and s.grace_period < eval_every:
+            raise ValueError(
+                f"scheduler.grace_period: {s.grace_period} steps is below train.eval_every_steps "
+                f"({eval_every}); a trial can only be stopped at an evaluation, so set "
+                f"grace_period >= {eval_every}"
+            )
+        if s.type == "pbt":
+            if self.search.algorithm in ("hyperopt", "optuna"):
+                raise ValueError(
+                    f"scheduler.type: pbt explores by itself and does not work with "
+                    f"search.algorithm: {self.search.algorithm}; set search.algorithm: random"
+                )
+            shaped = [k for k in self.search_space if k in ("lora.r", "lora.target_modules")]
+            if shaped:
+                raise ValueError(
+                    f"scheduler.type: pbt copies weights between trials, so it cannot perturb "
+                    f"{shaped} (they change tensor shapes); fix them in `lora`"
+                )
+            if not self.search_space:
+                raise ValueError("scheduler.type: pbt needs a search_space to perturb")
+
+    @property
+    def resolved_mode(self) -> str:
+        assert self.mode is not None
+        return self.mode
+
+
+def _candidate_values(dim: Any) -> list[tuple[str, Any]]:
+    if isinstance(dim, Choice | Grid):
+        return [(f"values[{i}]", v) for i, v in enumerate(dim.values)]
+    return [("low", dim.low), ("high", dim.high)]
+
+
+def _first_error_message(err: Exception) -> str:
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", err))
+    return str(err)
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,145 @@
+"""`launch(config)`: validate, prepare once, measure the baseline, run the sweep, return results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config import SweepConfig
+from orchestrator.loading import ConfigSource, load_config
+from orchestrator.preflight import Plan, build_plan
+from orchestrator.results import BASELINE_FILE, SWEEP_CONFIG_FILE, SweepResult, load_results
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Use the Ray this process is connected to, the cluster at `address`/RAY_ADDRESS, or else
+    start a local Ray for this process (the embedded default)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    # Tune's worker processes must import the project even when it is not pip-installed.
+    root = str(Path(__file__).resolve().parent.parent)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+
+
+def experiment_dir(config: SweepConfig) -> Path:
+    assert config.name is not None
+    return Path(os.path.expanduser(config.storage_path)).resolve() / config.name
+
+
+def measure_baseline(config: SweepConfig, plan: Plan) -> dict[str, float]:
+    """The untrained model's metrics on the same validation split, once per sweep, in a Ray
+    task with one trial's resources (it also warms the node's fast-loading model cache)."""
+    import ray
+
+    from trainables.baseline import evaluate_untrained
+
+    task = ray.remote(evaluate_untrained).options(
+        num_cpus=config.resources.cpus_per_trial, num_gpus=config.resources.gpus_per_trial
+    )
+    return ray.get(task.remote(plan.spec, plan.data, plan.pad_id))
+
+
+def build_tuner(config: SweepConfig, plan: Plan, *, live: bool | None = None) -> Any:
+    from ray import tune
+
+    from orchestrator.progress import ProgressView
+    from orchestrator.schedulers import build_scheduler
+    from orchestrator.search_space import grid_size, to_param_space
+    from orchestrator.searchers import build_search_alg
+    from trainables import TRAINABLES
+
+    trainable = tune.with_parameters(
+        TRAINABLES[config.task], spec=plan.spec, data=plan.data, pad_id=plan.pad_id
+    )
+    trainable = tune.with_resources(
+        trainable,
+        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
+    )
+    mode = config.resolved_mode
+    total = config.num_samples * grid_size(config)
+    return tune.Tuner(
+        trainable,
+        param_space=to_param_space(config),
+        tune_config=tune.TuneConfig(
+            metric=config.metric,
+            mode=mode,
+            search_alg=build_search_alg(config),
+            scheduler=build_scheduler(config, plan.max_steps, plan.tokens_per_step),
+            num_samples=config.num_samples,
+            max_concurrent_trials=config.search.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=str(experiment_dir(config).parent),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=config.keep_checkpoints_per_trial,
+                checkpoint_score_attribute=config.metric,
+                checkpoint_score_order=mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=config.max_retries),
+            callbacks=[ProgressView(config.metric, mode, total, live=live)],
+            verbose=0,
+        ),
+    )
+
+
+def launch(
+    config: ConfigSource,
+    overrides: list[str] | None = None,
+    *,
+    address: str | None = None,
+    live: bool | None = None,
+) -> SweepResult:
+    """Run a sweep and return its results.
+
+    `config`: a YAML path, a dict, or a `SweepConfig`. Runs on the Ray this process is
+    connected to (or `address`), else starts a local Ray.
+
+    >>> from orchestrator import launch
+    >>> result = launch("examples/quickstart.yaml")  # doctest: +SKIP
+    >>> model, tokenizer = result.load_best_model()  # doctest: +SKIP
+    """
+    cfg = load_config(config, overrides)
+    if cfg.name is None:
+        cfg.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    if cfg.base_dir is None:
+        cfg.base_dir = os.getcwd()
+    ensure_ray(address)
+    import ray
+
+    plan = build_plan(cfg, nodes=ray.nodes())
+    out = experiment_dir(cfg)
+    if (out / SWEEP_CONFIG_FILE).exists():
+        raise FileExistsError(
+            f"experiment {str(out)!r} already exists; choose another `name` (or --set name=...)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SWEEP_CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                       sort_keys=False))
+    print(f"Experiment: {out}\nData: {json.dumps(plan.data.summary())}", flush=True)
+    if cfg.baseline:
+        started = time.monotonic()
+        baseline = measure_baseline(cfg, plan)
+        (out / BASELINE_FILE).write_text(json.dumps(baseline, indent=2))
+        print(f"Untrained model: {cfg.metric}={baseline[cfg.metric]:.4f} "
+              f"({time.monotonic() - started:.0f}s)", flush=True)
+    build_tuner(cfg, plan, live=live).fit()
+    result = load_results(out)
+    print(result.summary(), flush=True)
+    return result

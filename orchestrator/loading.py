@@ -1,0 +1,150 @@
+"""Load a sweep config from YAML, a dict or an object; apply `--set` overrides; report every
+problem at once, each naming the field path, the bad value and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config import SweepConfig
+
+ConfigSource = Union[str, Path, dict, SweepConfig]
+
+
+class ConfigError(ValueError):
+    """Every problem with a config, one per line."""
+
+    def __init__(self, problems: list[str], source: str = "sweep config") -> None:
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Invalid {source} ({len(problems)} {noun}):\n{lines}")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    head, _, rest = dotted.partition(".")
+    # search_space keys themselves contain a dot: `search_space.train.learning_rate.low`.
+    if head == "search_space" and rest:
+        section, _, remainder = rest.partition(".")
+        field, _, sub = remainder.partition(".")
+        key = f"{section}.{field}"
+        space = tree.setdefault("search_space", {})
+        if sub:
+            _set_dotted(space.setdefault(key, {}), sub, value)
+        else:
+            space[key] = value
+        return
+    if not rest:
+        tree[head] = value
+        return
+    child = tree.setdefault(head, {})
+    if not isinstance(child, dict):
+        raise ConfigError([f"--set {dotted}: {head!r} is not a section"])
+    _set_dotted(child, rest, value)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4"])
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    return raw
+
+
+def _unwrap(annotation: Any, key: Any) -> Any:
+    """The model (or dict value type) one step below `annotation`, following `key`."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0], key)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        for option in options:  # a discriminated union: pick the member named by the tag
+            fields = getattr(option, "model_fields", {})
+            tag = fields.get("type")
+            if tag is not None and key in typing.get_args(tag.annotation):
+                return option
+        models = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
+        return models[0] if models else None
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    return annotation
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    current: Any = SweepConfig
+    for key in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(key))
+            current = _unwrap(field.annotation, key) if field else None
+        else:
+            current = _unwrap(current, key)
+        current = _unwrap(current, key) if current is not None else None
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _format(error: dict) -> str:
+    loc = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        options = _known_fields(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(options)}"
+        return f"{path}: unknown key ({hint})"
+    if kind == "missing":
+        return f"{path}: required, but missing; add it"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if loc:
+        return f"{path}: {msg} (got {error.get('input')!r})" if kind != "value_error" else (
+            f"{path}: {msg}"
+        )
+    return msg
+
+
+def validate_dict(raw: dict, source: str = "sweep config") -> SweepConfig:
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError([_format(e) for e in err.errors()], source) from None
+
+
+def load_config(source: ConfigSource, overrides: list[str] | None = None) -> SweepConfig:
+    """A validated `SweepConfig` from a YAML path, a dict or a config object.
+
+    >>> cfg = load_config("examples/quickstart.yaml", ["train.max_steps=20"])  # doctest: +SKIP
+    """
+    overrides = overrides or []
+    if isinstance(source, SweepConfig):
+        if not overrides:
+            return source
+        return validate_dict(apply_overrides(source.model_dump(exclude_none=True), overrides))
+    if isinstance(source, dict):
+        return validate_dict(apply_overrides(dict(source), overrides))
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError([f"config file {str(path)!r} does not exist"])
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: not valid YAML: {err}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: top level must be a mapping of sections, got {type(raw)}"])
+    raw = apply_overrides(raw, overrides)
+    config = validate_dict(raw, source=str(path))
+    if config.base_dir is None:
+        config.base_dir = str(path.resolve().parent)
+    if config.name is None:
+        config.name = f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config

@@ -1,0 +1,151 @@
+"""Checks that need the model, the data or the cluster, run before any trial starts.
+
+`sweep validate` runs them without training; `launch` runs them and keeps what they built
+(tokenized data, the fast-loading model folder) so the sweep never does that work twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import Choice, Grid, SweepConfig
+from orchestrator.loading import ConfigError
+from trainables import modeling
+from trainables.data import DataError, PreparedData, prepare_data
+from trainables.loop import total_optimizer_steps
+
+
+@dataclass
+class Plan:
+    """What the driver prepared once for the whole sweep."""
+
+    spec: dict[str, Any]  # TrialSpec as a plain dict; trials merge their sampled values into it
+    data: PreparedData
+    pad_id: int
+    max_steps: int  # the most optimizer steps any sampled config can take
+    tokens_per_step: float
+
+
+def _local_model_path(config: SweepConfig) -> str | None:
+    path = config.model.path
+    if path.startswith("pkg://"):
+        return path
+    candidate = Path(config.base_dir or ".") / os.path.expanduser(path)
+    if modeling.is_local(path) or candidate.exists():
+        return str(candidate.resolve())
+    return None  # a hub id
+
+
+def check_model(config: SweepConfig) -> list[str]:
+    local = _local_model_path(config)
+    if local is None:
+        return _check_hub_model(config)
+    try:
+        folder = Path(modeling.resolve_model_path(local))
+    except FileNotFoundError as err:
+        return [str(err)]
+    if not folder.is_dir():
+        return [
+            f"model.path: {config.model.path!r} does not exist (looked in {str(folder)!r}); "
+            "give an existing folder, a hub id, or pkg://PACKAGE/folder"
+        ]
+    if config.model.gguf_file and not (folder / config.model.gguf_file).exists():
+        present = sorted(p.name for p in folder.glob("*.gguf"))
+        return [f"model.gguf_file: {config.model.gguf_file!r} is not in {str(folder)!r}; "
+                f"GGUF files there: {present}"]
+    if not config.model.gguf_file and not (folder / "config.json").exists():
+        return [f"model.path: {str(folder)!r} has no config.json; point it at a folder saved "
+                "with save_pretrained, or set model.gguf_file"]
+    config.model.path = str(folder) if not local.startswith("pkg://") else local
+    return []
+
+
+def _check_hub_model(config: SweepConfig) -> list[str]:
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(
+            config.model.path, revision=config.model.revision,
+            trust_remote_code=config.model.trust_remote_code,
+        )
+    except Exception as err:  # OSError for missing repos, connection errors offline
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return [f"model.path: hub model {config.model.path!r} is not reachable ({first_line}); "
+                "check the id, your network and HF_TOKEN, or use a local folder"]
+    return []
+
+
+def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[str]:
+    """Per-trial CPUs/GPUs must fit on at least one alive node, or trials pend forever."""
+    r = config.resources
+    problems = []
+    if config.train.precision == "fp16" and r.gpus_per_trial == 0:
+        problems.append("train.precision: fp16 needs a GPU but resources.gpus_per_trial is 0; "
+                        "use bf16 or fp32 on CPU, or request GPUs")
+    alive = [n for n in nodes if n.get("Alive", True)]
+    max_cpu = max((n["Resources"].get("CPU", 0) for n in alive), default=0)
+    max_gpu = max((n["Resources"].get("GPU", 0) for n in alive), default=0)
+    if r.cpus_per_trial > max_cpu:
+        problems.append(f"resources.cpus_per_trial: {r.cpus_per_trial} but the largest node has "
+                        f"{max_cpu} CPUs; lower it to <= {max_cpu} or add bigger nodes")
+    if r.gpus_per_trial > max_gpu:
+        problems.append(f"resources.gpus_per_trial: {r.gpus_per_trial} but the largest node has "
+                        f"{max_gpu} GPUs; lower it (fractions like 0.25 share a GPU) or add GPU "
+                        "nodes")
+    if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
+        problems.append(f"resources.gpus_per_trial: {r.gpus_per_trial}; above 1 it must be a "
+                        "whole number of GPUs")
+    return problems
+
+
+def _budget_extremes(config: SweepConfig, num_train: int) -> int:
+    """The most steps any sampled config can take (ASHA's max_t)."""
+    space = config.search_space
+    options: dict[str, list[Any]] = {}
+    for field in ("batch_size", "epochs", "max_steps", "gradient_accumulation_steps"):
+        dim = space.get(f"train.{field}")
+        if isinstance(dim, Choice | Grid):
+            options[field] = list(dim.values)
+        elif dim is not None:
+            options[field] = [dim.low, dim.high]
+        else:
+            options[field] = [getattr(config.train, field)]
+    best = 1
+    for combo in product(*options.values()):
+        train = config.train.model_copy(update=dict(zip(options, combo, strict=True)))
+        spec_like = type("S", (), {"train": train})
+        best = max(best, total_optimizer_steps(spec_like, num_train))  # type: ignore[arg-type]
+    return best
+
+
+def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -> Plan:
+    """Run every check; raise one ConfigError listing all problems, or return the plan."""
+    problems = check_model(config)
+    if nodes is not None:
+        problems += check_resources(config, nodes)
+    if problems:
+        raise ConfigError(problems, "sweep")
+    try:
+        tokenizer = modeling.load_tokenizer(config.model)
+    except Exception as err:
+        raise ConfigError([f"model.path: cannot load a tokenizer from {config.model.path!r}: "
+                           f"{err}"], "sweep") from None
+    try:
+        data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."))
+    except DataError as err:
+        raise ConfigError([str(err)], "sweep") from None
+    spec = config.model_dump(include={"task", "model", "data", "train", "lora", "metric", "mode"})
+    spec["num_labels"] = data.num_labels
+    tokens = data.summary()["train_tokens"] / max(len(data.train), 1)
+    per_step = tokens * config.train.batch_size * config.train.gradient_accumulation_steps
+    return Plan(
+        spec=spec,
+        data=data,
+        pad_id=int(tokenizer.pad_token_id),
+        max_steps=_budget_extremes(config, len(data.train)),
+        tokens_per_step=per_step,
+    )

@@ -1,0 +1,146 @@
+"""What a sweep leaves behind, read back from the experiment folder.
+
+The same code serves `launch()`'s return value and `sweep results EXPERIMENT`, so a result read
+days later equals the one the sweep printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from orchestrator.config import SweepConfig
+from orchestrator.loading import validate_dict
+
+SWEEP_CONFIG_FILE = "sweep_config.yaml"
+BASELINE_FILE = "baseline.json"
+
+
+@dataclass
+class SweepResult:
+    experiment_path: str
+    metric: str
+    mode: str
+    best_trial_id: str
+    best_config: dict[str, Any]
+    best_metrics: dict[str, Any]
+    best_checkpoint: str | None
+    trials: pd.DataFrame
+    baseline: dict[str, float] = field(default_factory=dict)
+    config: SweepConfig | None = None
+
+    @property
+    def best_value(self) -> float:
+        return float(self.best_metrics[self.metric])
+
+    @property
+    def baseline_value(self) -> float | None:
+        value = self.baseline.get(self.metric)
+        return None if value is None else float(value)
+
+    def load_best_model(self, device: str = "cpu") -> tuple[Any, Any]:
+        """(model, tokenizer) of the best checkpoint: base model + adapter, ready for inference."""
+        from orchestrator.export import load_checkpoint_model
+
+        if self.best_checkpoint is None or self.config is None:
+            raise RuntimeError(f"{self.experiment_path}: no checkpoint to load")
+        return load_checkpoint_model(self.config, Path(self.best_checkpoint), device=device)
+
+    def summary(self) -> str:
+        lines = [
+            f"Experiment:      {self.experiment_path}",
+            f"Trials:          {len(self.trials)} "
+            f"({int(self.trials['stopped_early'].sum())} stopped early by the scheduler)",
+            f"Best trial:      {self.best_trial_id}  {self.metric}={self.best_value:.4f} "
+            f"(step {self.best_metrics.get('step')})",
+        ]
+        if self.baseline_value is not None:
+            lines.append(f"Untrained model: {self.metric}={self.baseline_value:.4f}")
+        lines.append(f"Best config:     {json.dumps(self.best_config)}")
+        lines.append(f"Best checkpoint: {self.best_checkpoint}")
+        return "\n".join(lines)
+
+
+def _flatten_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, values in config.items()
+            if isinstance(values, dict) for k, v in values.items()}
+
+
+def _is_better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == "min" else a > b
+
+
+def read_sweep_config(experiment: Path) -> SweepConfig | None:
+    path = experiment / SWEEP_CONFIG_FILE
+    if not path.exists():
+        return None
+    return validate_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+def load_results(experiment_path: str | Path) -> SweepResult:
+    """Read a finished (or interrupted) experiment folder."""
+    from ray.tune import ExperimentAnalysis
+
+    experiment = Path(experiment_path).expanduser().resolve()
+    config = read_sweep_config(experiment)
+    if config is None:
+        raise FileNotFoundError(
+            f"{experiment}: no {SWEEP_CONFIG_FILE}; is this a folder made by `sweep run`?"
+        )
+    metric, mode = config.metric, config.resolved_mode
+    analysis = ExperimentAnalysis(str(experiment), default_metric=metric, default_mode=mode)
+    rows, best = [], None
+    for trial in analysis.trials:
+        history = analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame())
+        values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
+        values = values[values.map(lambda v: math.isfinite(v))]
+        last = trial.last_result or {}
+        row: dict[str, Any] = {
+            "trial_id": trial.trial_id,
+            "status": trial.status,
+            **_flatten_config(trial.config),
+            "reports": len(history),
+            "last_step": last.get("step"),
+            "total_steps": last.get("total_steps"),
+            f"best_{metric}": None,
+            f"last_{metric}": last.get(metric),
+            "diverged": bool(last.get("diverged", False)),
+            "node_ip": last.get("node_ip"),
+        }
+        if not values.empty:
+            idx = values.idxmin() if mode == "min" else values.idxmax()
+            row[f"best_{metric}"] = float(values[idx])
+            candidate = (float(values[idx]), trial, history.loc[idx].to_dict())
+            if best is None or _is_better(candidate[0], best[0], mode):
+                best = candidate
+        rows.append(row)
+    trials = pd.DataFrame(rows)
+    if best is None:
+        raise RuntimeError(f"{experiment}: no trial reported {metric!r} yet")
+    _, best_trial, best_row = best
+    # Ended by the scheduler: terminated cleanly before its own step budget ran out.
+    trials["stopped_early"] = (
+        (trials["status"] == "TERMINATED")
+        & (trials["last_step"] < trials["total_steps"])
+        & ~trials["diverged"]
+    )
+    checkpoint = analysis.get_best_checkpoint(best_trial, metric=metric, mode=mode)
+    baseline_file = experiment / BASELINE_FILE
+    return SweepResult(
+        experiment_path=str(experiment),
+        metric=metric,
+        mode=mode,
+        best_trial_id=best_trial.trial_id,
+        best_config=best_trial.config,
+        best_metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
+        best_checkpoint=checkpoint.path if checkpoint is not None else None,
+        trials=trials.sort_values(f"best_{metric}", ascending=(mode == "min")),
+        baseline=json.loads(baseline_file.read_text()) if baseline_file.exists() else {},
+        config=config,
+    )

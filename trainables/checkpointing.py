@@ -1,0 +1,110 @@
+"""Trial checkpoints: adapter-only for LoRA, plus everything needed to resume exactly.
+
+Layout of a checkpoint folder:
+    adapter/           peft `save_pretrained` output (LoRA), never the base weights
+    model/             full weights (full fine-tuning only)
+    trainer_state.pt   optimizer, LR schedule, step, data position, RNG states
+    metrics.json       the metrics reported with this checkpoint
+    spec.json          the trial's full settings (model, data, train, lora, num_labels), so the
+                       checkpoint loads back on its own
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+STATE_FILE = "trainer_state.pt"
+METRICS_FILE = "metrics.json"
+SPEC_FILE = "spec.json"
+
+
+@dataclass
+class Progress:
+    """Where training stands; restored as-is so a resumed trial continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    tokens_seen: int = 0
+
+
+def save(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    finetune: str,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: Progress,
+    metrics: dict[str, float],
+    spec: dict[str, Any],
+    scaler: Any = None,
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if finetune == "lora":
+        model.save_pretrained(folder / ADAPTER_DIR)  # type: ignore[operator]
+    else:
+        model.save_pretrained(folder / MODEL_DIR)  # type: ignore[operator]
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "progress": asdict(progress),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        },
+    }
+    torch.save(state, folder / STATE_FILE)
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+
+
+def load_weights(folder: Path, model: torch.nn.Module, finetune: str) -> None:
+    from safetensors.torch import load_file
+
+    if finetune == "lora":
+        from peft import set_peft_model_state_dict
+
+        weights = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
+        result = set_peft_model_state_dict(model, weights)
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise RuntimeError(f"checkpoint {folder} does not fit this model: {unexpected[:3]}")
+    else:
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        model_dir = folder / MODEL_DIR
+        single = model_dir / "model.safetensors"
+        if single.exists():
+            model.load_state_dict(load_file(str(single)), strict=False)
+        else:
+            load_sharded_checkpoint(model, str(model_dir))
+
+
+def load_state(
+    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any = None
+) -> Progress:
+    state = torch.load(folder / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    return Progress(**state["progress"])

@@ -1,0 +1,157 @@
+"""What a trial understands: the model, data, training and LoRA settings.
+
+These pydantic models are the single declaration of every knob a trial reads. The driver
+(`orchestrator`) composes them into a whole sweep config and validates it once, at load; a trial
+re-validates the merged dict it receives (fixed values + the values the searcher picked) so a bad
+sample fails loudly instead of training with a silently wrong value.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["causal_lm", "sequence_classification"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (with a "did you mean" added by the loader), never ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(StrictModel):
+    path: str = Field(
+        description="Hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`), local folder, or "
+        "`pkg://PACKAGE[/sub/folder]` for a model shipped inside an installed Python package."
+    )
+    gguf_file: str | None = Field(
+        None, description="File name of GGUF weights inside `path`; dequantized once per node "
+        "into a safetensors cache that trials memory-map."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub repo.")
+
+
+class TextLabelFiles(StrictModel):
+    """A split stored as two aligned files: one text per line, one integer label per line."""
+
+    text: str
+    labels: str
+
+
+SplitSource = str | TextLabelFiles
+
+
+class DataConfig(StrictModel):
+    hub_dataset: str | None = Field(
+        None, description="Hub dataset name; then train/validation/test name its splits."
+    )
+    hub_config: str | None = Field(None, description="Hub dataset configuration name.")
+    train: SplitSource = Field(
+        description="Local file (.jsonl/.json/.csv/.parquet), {text, labels} file pair, or the "
+        "hub split name when `hub_dataset` is set."
+    )
+    validation: SplitSource | None = Field(
+        None, description="Held-out split for selection. Missing: carved from train by "
+        "`validation_fraction` and `split_seed`."
+    )
+    test: SplitSource | None = Field(None, description="Test split, never used for selection.")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    split_seed: int = 0
+    text_column: str = Field("text", description="Input text (classification, plain-text LM).")
+    label_column: str = Field("label", description="Integer or string class label.")
+    prompt_template: str | None = Field(
+        None, description="SFT prompt, formatted with the row: `Question: {question}\\nAnswer:`. "
+        "Set it for prompt/completion training: loss is taken on completion tokens only."
+    )
+    completion_template: str = Field(
+        " {completion}", description="SFT completion, formatted with the row."
+    )
+    max_length: int = Field(256, ge=8, description="Tokens per example; longer ones are cut.")
+    max_train_examples: int | None = Field(None, ge=1, description="Cap on train rows.")
+    max_eval_examples: int | None = Field(None, ge=1, description="Cap on validation/test rows.")
+
+
+class LoraConfig(StrictModel):
+    r: int = Field(8, ge=1, le=1024, description="Adapter rank: higher, more capacity and memory.")
+    alpha: float = Field(16.0, gt=0, description="Scale is alpha / r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or `all-linear`."
+    )
+
+
+class TrainConfig(StrictModel):
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0.0, description="Passes over train; ignored if max_steps set.")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps warming up.")
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Override the model's own dropout probabilities."
+    )
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    adam_epsilon: float = Field(1e-8, gt=0.0)
+    eval_every_steps: int = Field(50, ge=1, description="Evaluate, report and checkpoint.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Default: batch_size.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp16 needs a GPU; bf16 works on CPU and Ampere+ GPUs."
+    )
+    gradient_checkpointing: bool = Field(False, description="Less memory, ~30% slower steps.")
+    seed: int = 42
+    finetune: Literal["lora", "full"] = "lora"
+    torch_threads: int | None = Field(
+        None, ge=1, description="Intra-op CPU threads per trial. Default: the trial's CPUs."
+    )
+
+
+class TrialSpec(StrictModel):
+    """Everything fixed for a trial; the searcher's picks are merged into `train` and `lora`."""
+
+    task: Task
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    lora: LoraConfig = LoraConfig()
+    num_labels: int | None = None
+    metric: str = "eval_loss"
+    mode: Literal["min", "max"] = "min"
+
+
+SEARCHABLE_SECTIONS: dict[str, type[StrictModel]] = {"train": TrainConfig, "lora": LoraConfig}
+
+# Metrics each trainable reports at every evaluation, and the direction that is better.
+REPORTED_METRICS: dict[str, dict[str, str]] = {
+    "causal_lm": {
+        "eval_loss": "min",
+        "eval_perplexity": "min",
+        "eval_token_accuracy": "max",
+        "train_loss": "min",
+    },
+    "sequence_classification": {
+        "eval_loss": "min",
+        "eval_accuracy": "max",
+        "eval_f1": "max",
+        "train_loss": "min",
+    },
+}
+
+
+def merge_trial_config(spec: dict, sampled: dict) -> TrialSpec:
+    """Merge the searcher's nested picks (`{"train": {...}, "lora": {...}}`) into the spec."""
+    merged = {**spec}
+    for section, values in sampled.items():
+        if section not in SEARCHABLE_SECTIONS:
+            raise ValueError(
+                f"sampled section {section!r} is not searchable; use one of "
+                f"{sorted(SEARCHABLE_SECTIONS)}"
+            )
+        merged[section] = {**spec.get(section, {}), **values}
+    return TrialSpec.model_validate(merged)

@@ -1,0 +1,229 @@
+"""The fine-tuning loop both trainables share: setup -> fit -> validate, visible top to bottom.
+
+`fit` knows nothing about Ray: it takes a `report(metrics, checkpoint_dir)` callback and an
+optional checkpoint folder to resume from, so it runs the same in a Tune trial, in a test, or in
+a plain script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainables import checkpointing, modeling
+from trainables.checkpointing import Progress
+from trainables.config import TrialSpec
+from trainables.data import PreparedData
+from trainables.evaluation import collate, count_tokens, evaluate
+
+Report = Callable[[dict[str, float], Path], None]
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Setup:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    device: torch.device
+    pad_id: int
+    total_steps: int
+    autocast: Callable[[], Any] | None
+
+
+def total_optimizer_steps(spec: TrialSpec, num_train_examples: int) -> int:
+    train = spec.train
+    if train.max_steps is not None:
+        return train.max_steps
+    per_epoch = math.ceil(num_train_examples / train.batch_size)
+    return max(1, math.ceil(train.epochs * per_epoch / train.gradient_accumulation_steps))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(precision: str, device: torch.device) -> Callable[[], Any] | None:
+    if precision == "fp32":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int) -> Setup:
+    train = spec.train
+    seed_everything(train.seed)
+    device = pick_device()
+    model = modeling.load_model(
+        spec.model,
+        spec.task,
+        num_labels=data.num_labels,
+        dropout=train.dropout,
+        pad_token_id=tokenizer_pad_id,
+    )
+    if train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if train.finetune == "lora":
+            model.enable_input_require_grads()
+    if train.finetune == "lora":
+        model = modeling.apply_lora(model, spec.lora, spec.task)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=train.learning_rate,
+        betas=(train.adam_beta1, train.adam_beta2),
+        eps=train.adam_epsilon,
+        weight_decay=train.weight_decay,
+    )
+    from transformers import get_scheduler
+
+    total = total_optimizer_steps(spec, len(data.train))
+    scheduler = get_scheduler(
+        train.lr_schedule,
+        optimizer,
+        num_warmup_steps=round(train.warmup_ratio * total),
+        num_training_steps=total,
+    )
+    scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
+    return Setup(
+        model, optimizer, scheduler, scaler, device, tokenizer_pad_id, total,
+        _autocast(train.precision, device),
+    )
+
+
+def _apply_current_hyperparameters(s: Setup, spec: TrialSpec) -> None:
+    """After restoring (e.g. PBT exploit), the searched values of *this* config win."""
+    s.scheduler.base_lrs = [spec.train.learning_rate for _ in s.optimizer.param_groups]
+    for group in s.optimizer.param_groups:
+        group["initial_lr"] = spec.train.learning_rate
+        group["weight_decay"] = spec.train.weight_decay
+    factor = s.scheduler.lr_lambdas[0](s.scheduler.last_epoch)
+    for group in s.optimizer.param_groups:
+        group["lr"] = spec.train.learning_rate * factor
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """Shuffle order of one epoch, a pure function of (seed, epoch) so resumes replay it."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(num_examples, generator=generator).tolist()
+
+
+def fit(
+    spec: TrialSpec,
+    data: PreparedData,
+    pad_id: int,
+    report: Report,
+    resume_from: Path | None = None,
+) -> dict[str, float]:
+    s = setup(spec, data, pad_id)
+    train = spec.train
+    progress = Progress()
+    if resume_from is not None:
+        checkpointing.load_weights(resume_from, s.model, train.finetune)
+        progress = checkpointing.load_state(resume_from, s.optimizer, s.scheduler, s.scaler)
+        _apply_current_hyperparameters(s, spec)
+    eval_batch = train.eval_batch_size or train.batch_size
+
+    def validate() -> dict[str, float]:
+        return evaluate(
+            s.model, data.validation, task=spec.task, batch_size=eval_batch, pad_id=pad_id,
+            device=s.device, num_labels=data.num_labels, autocast=s.autocast,
+        )
+
+    s.model.train()
+    window_loss, window_batches, window_tokens, window_time = 0.0, 0, 0, 0.0
+    last: dict[str, float] = {}
+    accum = train.gradient_accumulation_steps
+    micro_in_step = 0
+    while progress.step < s.total_steps:
+        order = epoch_order(len(data.train), train.seed, progress.epoch)
+        starts = range(progress.batch_in_epoch * train.batch_size, len(order), train.batch_size)
+        for start in starts:
+            t0 = time.perf_counter()
+            examples = [data.train[i] for i in order[start : start + train.batch_size]]
+            batch = {k: v.to(s.device) for k, v in collate(examples, pad_id, spec.task).items()}
+            with s.autocast() if s.autocast else contextlib.nullcontext():
+                loss = s.model(**batch)["loss"]
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"training loss is {loss.item()} at step {progress.step} "
+                    f"(learning_rate={train.learning_rate}); the trial diverged"
+                )
+            scaled = loss / accum
+            (s.scaler.scale(scaled) if s.scaler else scaled).backward()
+            progress.batch_in_epoch += 1
+            progress.tokens_seen += count_tokens(batch)
+            window_tokens += count_tokens(batch)
+            window_loss += float(loss.detach())
+            window_batches += 1
+            micro_in_step += 1
+            if micro_in_step == accum:
+                micro_in_step = 0
+                _optimizer_step(s, train.max_grad_norm)
+                progress.step += 1
+            window_time += time.perf_counter() - t0
+            if micro_in_step == 0 and (
+                progress.step % train.eval_every_steps == 0 or progress.step >= s.total_steps
+            ):
+                last = {
+                    **validate(),
+                    "train_loss": window_loss / max(window_batches, 1),
+                    "step": progress.step,
+                    "total_steps": s.total_steps,
+                    "tokens_seen": progress.tokens_seen,
+                    "tokens_per_s": window_tokens / max(window_time, 1e-9),
+                    "epoch": progress.epoch + progress.batch_in_epoch * train.batch_size
+                    / len(data.train),
+                    "learning_rate": s.scheduler.get_last_lr()[0],
+                }
+                with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+                    checkpointing.save(
+                        Path(tmp), model=s.model, finetune=train.finetune,
+                        optimizer=s.optimizer, scheduler=s.scheduler, progress=progress,
+                        metrics=last, spec=spec.model_dump(), scaler=s.scaler,
+                    )
+                    report(last, Path(tmp))
+                window_loss, window_batches, window_tokens, window_time = 0.0, 0, 0, 0.0
+            if progress.step >= s.total_steps:
+                break
+        else:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+    return last
+
+
+def _optimizer_step(s: Setup, max_grad_norm: float | None) -> None:
+    if s.scaler is not None:
+        s.scaler.unscale_(s.optimizer)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in s.model.parameters() if p.requires_grad], max_grad_norm
+        )
+    if s.scaler is not None:
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+    else:
+        s.optimizer.step()
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
