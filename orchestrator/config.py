@@ -158,89 +158,100 @@ class SweepConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> SweepConfig:
+        """Every cross-field rule runs; all broken ones are reported together, one per line."""
+        problems = self._check_metric() + self._check_search_space() + self._check_scheduler()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _check_metric(self) -> list[str]:
         reported = REPORTED_METRICS[self.task]
         if self.metric not in reported:
-            raise ValueError(
+            return [
                 f"metric: {self.metric!r} is never reported by the {self.task} trainable; "
                 f"use one of {sorted(reported)}{_did_you_mean(self.metric, list(reported))}"
-            )
+            ]
         natural = reported[self.metric]
         if self.mode is None:
             self.mode = natural  # type: ignore[assignment]
         elif self.mode != natural:
-            raise ValueError(
-                f"mode: {self.mode!r} does not fit metric {self.metric!r} (lower is better "
-                f"for it is {natural == 'min'}); set mode: {natural}"
-            )
-        self._check_search_space()
-        self._check_scheduler()
-        return self
+            better = "lower" if natural == "min" else "higher"
+            return [f"mode: {self.mode!r} does not fit metric {self.metric!r} ({better} is "
+                    f"better); set mode: {natural}"]
+        return []
 
-    def _check_search_space(self) -> None:
+    def _check_search_space(self) -> list[str]:
+        problems: list[str] = []
         for key, dim in self.search_space.items():
             section, _, field = key.partition(".")
             if section not in SEARCHABLE_SECTIONS or not field:
-                raise ValueError(
+                problems.append(
                     f"search_space.{key}: keys are `section.field` with section one of "
                     f"{sorted(SEARCHABLE_SECTIONS)}, e.g. `train.learning_rate`"
+                    f"{_did_you_mean(section, list(SEARCHABLE_SECTIONS))}"
                 )
+                continue
             model_cls = SEARCHABLE_SECTIONS[section]
             if field not in model_cls.model_fields:
-                raise ValueError(
+                problems.append(
                     f"search_space.{key}: {section} has no field {field!r}"
                     f"{_did_you_mean(field, list(model_cls.model_fields))}"
                 )
+                continue
             base = getattr(self, section).model_dump()
             for label, value in _candidate_values(dim):
                 try:
                     model_cls.model_validate({**base, field: value})
                 except Exception as err:  # pydantic's message names the rule broken
                     msg = _first_error_message(err)
-                    raise ValueError(
+                    problems.append(
                         f"search_space.{key}.{label}: {value!r} is not a valid {key}: {msg}"
-                    ) from None
+                    )
         has_grid = any(isinstance(d, Grid) for d in self.search_space.values())
         if has_grid and self.search.algorithm in ("hyperopt", "optuna"):
-            raise ValueError(
+            problems.append(
                 f"search.algorithm: {self.search.algorithm} cannot sample `type: grid` dimensions "
                 "(search_space has grid); use `type: choice` with it, or search.algorithm: grid"
             )
         if self.search.algorithm == "grid":
             bad = [k for k, d in self.search_space.items() if not isinstance(d, Grid | Choice)]
             if bad:
-                raise ValueError(
+                problems.append(
                     f"search.algorithm: grid needs discrete dimensions, but {bad} are continuous; "
                     "give them `type: grid` values, or use search.algorithm: hyperopt"
                 )
         if self.search.algorithm in ("hyperopt", "optuna") and not self.search_space:
-            raise ValueError(
+            problems.append(
                 f"search_space: is empty, so {self.search.algorithm} has nothing to search; add "
                 "dimensions (e.g. train.learning_rate) or use search.algorithm: random"
             )
+        return problems
 
-    def _check_scheduler(self) -> None:
+    def _check_scheduler(self) -> list[str]:
+        problems: list[str] = []
         s = self.scheduler
         eval_every = self.train.eval_every_steps
         if s.time_unit == "steps" and s.grace_period is not None and s.grace_period < eval_every:
-            raise ValueError(
+            problems.append(
                 f"scheduler.grace_period: {s.grace_period} steps is below train.eval_every_steps "
                 f"({eval_every}); a trial can only be stopped at an evaluation, so set "
                 f"grace_period >= {eval_every}"
             )
         if s.type == "pbt":
             if self.search.algorithm in ("hyperopt", "optuna"):
-                raise ValueError(
+                problems.append(
                     f"scheduler.type: pbt explores by itself and does not work with "
                     f"search.algorithm: {self.search.algorithm}; set search.algorithm: random"
                 )
             shaped = [k for k in self.search_space if k in ("lora.r", "lora.target_modules")]
             if shaped:
-                raise ValueError(
+                problems.append(
                     f"scheduler.type: pbt copies weights between trials, so it cannot perturb "
                     f"{shaped} (they change tensor shapes); fix them in `lora`"
                 )
             if not self.search_space:
-                raise ValueError("scheduler.type: pbt needs a search_space to perturb")
+                problems.append("scheduler.type: pbt needs a search_space to perturb")
+        return problems
 
     @property
     def resolved_mode(self) -> str:

@@ -19,22 +19,31 @@ from orchestrator.results import BASELINE_FILE, SWEEP_CONFIG_FILE, SweepResult, 
 log = logging.getLogger(__name__)
 
 
+# We checkpoint at every evaluation on purpose; Tune's warning about frequent snapshots is noise.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
 def ensure_ray(address: str | None = None) -> None:
-    """Use the Ray this process is connected to, the cluster at `address`/RAY_ADDRESS, or else
-    start a local Ray for this process (the embedded default)."""
+    """Connect to Ray the way Ray itself does, so `launch()` uses the cluster the user is on.
+
+    `address=None`: RAY_ADDRESS, else a cluster started with `ray start` on this machine, else a
+    new local Ray for this process (the embedded default). `"local"` always starts a new one.
+    """
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     # Tune's worker processes must import the project even when it is not pip-installed.
     root = str(Path(__file__).resolve().parent.parent)
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}}
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-    else:
-        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+    runtime_env = {"env_vars": {
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+        # Library deprecation chatter from every trial buries the progress view.
+        "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
+    }}
+    kwargs: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": True}
+    if address == "local":
+        kwargs["include_dashboard"] = False
+    ray.init(address=address, **kwargs)
 
 
 def experiment_dir(config: SweepConfig) -> Path:
@@ -81,8 +90,7 @@ def build_tuner(config: SweepConfig, plan: Plan, *, live: bool | None = None) ->
             mode=mode,
             search_alg=build_search_alg(config),
             scheduler=build_scheduler(config, plan.max_steps, plan.tokens_per_step),
-            num_samples=config.num_samples,
-            max_concurrent_trials=config.search.max_concurrent_trials,
+            num_samples=config.num_samples,  # concurrency is capped by the search algorithm
         ),
         run_config=tune.RunConfig(
             name=config.name,

@@ -3,7 +3,9 @@ problem at once, each naming the field path, the bad value and the fix."""
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 import time
 import types
 import typing
@@ -15,7 +17,23 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.config import SweepConfig
 
-ConfigSource = Union[str, Path, dict, SweepConfig]
+ConfigSource = str | Path | dict | SweepConfig
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; sweep configs are full of such numbers."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
+               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -54,8 +72,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4"])
-        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+            raise ConfigError(
+                [f"--set {item!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4"]
+            )
+        _set_dotted(raw, key.strip(), read_yaml(text))
     return raw
 
 
@@ -83,18 +103,20 @@ def _known_fields(loc: tuple) -> list[str]:
     for key in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(key))
-            current = _unwrap(field.annotation, key) if field else None
+            current = field.annotation if field else None
         else:
             current = _unwrap(current, key)
-        current = _unwrap(current, key) if current is not None else None
         if current is None:
             return []
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        current = _unwrap(current, loc[-1] if loc else None)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
 
 
-def _format(error: dict) -> str:
+def _format(error: dict) -> list[str]:
+    """One line per problem; a cross-field check may carry several, one per line."""
     loc = tuple(error["loc"])
     path = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
@@ -102,22 +124,22 @@ def _format(error: dict) -> str:
         options = _known_fields(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(options)}"
-        return f"{path}: unknown key ({hint})"
+        return [f"{path}: unknown key ({hint})"]
     if kind == "missing":
-        return f"{path}: required, but missing; add it"
+        return [f"{path}: required, but missing; add it"]
     msg = str(error["msg"]).removeprefix("Value error, ")
-    if loc:
-        return f"{path}: {msg} (got {error.get('input')!r})" if kind != "value_error" else (
-            f"{path}: {msg}"
-        )
-    return msg
+    if not loc:
+        return msg.splitlines()
+    if kind == "value_error":
+        return [f"{path}: {msg}"]
+    return [f"{path}: {msg} (got {error.get('input')!r})"]
 
 
 def validate_dict(raw: dict, source: str = "sweep config") -> SweepConfig:
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError([_format(e) for e in err.errors()], source) from None
+        raise ConfigError([line for e in err.errors() for line in _format(e)], source) from None
 
 
 def load_config(source: ConfigSource, overrides: list[str] | None = None) -> SweepConfig:
@@ -131,12 +153,12 @@ def load_config(source: ConfigSource, overrides: list[str] | None = None) -> Swe
             return source
         return validate_dict(apply_overrides(source.model_dump(exclude_none=True), overrides))
     if isinstance(source, dict):
-        return validate_dict(apply_overrides(dict(source), overrides))
+        return validate_dict(apply_overrides(copy.deepcopy(source), overrides))
     path = Path(source)
     if not path.exists():
         raise ConfigError([f"config file {str(path)!r} does not exist"])
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError([f"{path}: not valid YAML: {err}"]) from None
     if not isinstance(raw, dict):

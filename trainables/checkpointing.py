@@ -83,14 +83,12 @@ def load_weights(folder: Path, model: torch.nn.Module, finetune: str) -> None:
         if unexpected:
             raise RuntimeError(f"checkpoint {folder} does not fit this model: {unexpected[:3]}")
     else:
-        from transformers.modeling_utils import load_sharded_checkpoint
-
-        model_dir = folder / MODEL_DIR
-        single = model_dir / "model.safetensors"
-        if single.exists():
-            model.load_state_dict(load_file(str(single)), strict=False)
-        else:
-            load_sharded_checkpoint(model, str(model_dir))
+        # save_pretrained may shard large models; every shard holds a disjoint set of tensors.
+        shards = sorted((folder / MODEL_DIR).glob("*.safetensors"))
+        if not shards:
+            raise FileNotFoundError(f"checkpoint {folder} has no {MODEL_DIR}/*.safetensors")
+        for shard in shards:
+            model.load_state_dict(load_file(str(shard)), strict=False)
 
 
 def load_state(

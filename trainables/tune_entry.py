@@ -16,12 +16,11 @@ from trainables.loop import DivergedError, fit
 def threads_for_trial(spec: TrialSpec) -> int:
     if spec.train.torch_threads is not None:
         return spec.train.torch_threads
-    try:
-        import ray
+    import ray
 
+    cpus = None
+    if ray.is_initialized():  # get_runtime_context() would otherwise start a Ray
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except Exception:  # not inside a Ray worker
-        cpus = None
     return max(1, int(cpus or os.cpu_count() or 1))
 
 

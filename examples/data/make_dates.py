@@ -1,6 +1,6 @@
 """Generate the quickstart's data: ISO dates and the same date written in words.
 
-    python examples/data/make_dates.py   # rewrites examples/data/dates/{train,validation,test}.jsonl
+    python examples/data/make_dates.py  # rewrites examples/data/dates/*.jsonl
 
 A small, fully reproducible SFT task: the base model half-knows it (month names, ordering) but
 not the exact output format, so a short LoRA run visibly lowers the completion loss.

@@ -1,0 +1,108 @@
+"""`sweep` command line: run, validate and inspect sweeps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.loading import ConfigError, load_config
+
+_SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
+
+
+def _fail(err: Exception) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Hyperparameter sweeps for LLM fine-tuning on Ray Tune."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, help=_SET_HELP)
+@click.option("--address", default=None, help="Ray cluster address; `local` starts a new Ray "
+              "(default: RAY_ADDRESS, else a `ray start` cluster on this machine, "
+              "else a new local Ray).")
+def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
+    """Run the sweep in CONFIG and print the best trial."""
+    from orchestrator.launch import launch
+
+    try:
+        launch(config, list(overrides), address=address)
+    except (ConfigError, FileExistsError) as err:
+        _fail(err)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, help=_SET_HELP)
+@click.option("--address", default=None, help="Ray cluster to check resources against.")
+@click.option("--no-cluster", is_flag=True, help="Skip the resources check (no Ray started).")
+def validate(config: str, overrides: tuple[str, ...], address: str | None,
+             no_cluster: bool) -> None:
+    """Check CONFIG, its search space, model, data and resources, without training."""
+    from orchestrator.preflight import build_plan
+
+    try:
+        cfg = load_config(config, list(overrides))
+        nodes = None
+        if not no_cluster:
+            import ray
+
+            from orchestrator.launch import ensure_ray
+
+            ensure_ray(address)
+            nodes = ray.nodes()
+        plan = build_plan(cfg, nodes=nodes)
+    except ConfigError as err:
+        _fail(err)
+        return
+    summary = ", ".join(f"{k}={v}" for k, v in plan.data.summary().items())
+    click.echo(f"OK: {config}\n  task={cfg.task} metric={cfg.metric} ({cfg.mode}) "
+               f"search={cfg.search.algorithm} scheduler={cfg.scheduler.type} "
+               f"num_samples={cfg.num_samples}\n  data: {summary}\n"
+               f"  at most {plan.max_steps} optimizer steps per trial")
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(exists=True, file_okay=False))
+@click.option("--all-columns", is_flag=True, help="Show every column of the trial table.")
+def results(experiment: str, all_columns: bool) -> None:
+    """Show the trial table and the best trial of EXPERIMENT (a folder made by `sweep run`)."""
+    import pandas as pd
+
+    from orchestrator.results import load_results
+
+    try:
+        result = load_results(Path(experiment))
+    except (FileNotFoundError, RuntimeError) as err:
+        _fail(err)
+        return
+    table = result.trials
+    if not all_columns:
+        keep = [c for c in table.columns if c not in ("node_ip", "total_steps", "diverged")]
+        table = table[keep]
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        click.echo(table.to_string(index=False))
+    click.echo("")
+    click.echo(result.summary())
+
+
+def _register_optional_commands() -> None:
+    """Cluster commands (submit/status/logs/stop/list) live in their own module."""
+    try:
+        from orchestrator.cli_cluster import register
+    except ImportError:
+        return
+    register(main)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    main()

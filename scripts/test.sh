@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set-up + the whole test suite (unit, trainable smoke, and integration tests on real Ray).
+# Extra arguments go to pytest (e.g. -m "not integration" for the fast part only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec python3 -m pytest -q -p no:cacheprovider --timeout 900 "$@"
