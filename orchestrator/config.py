@@ -90,7 +90,7 @@ class SearchConfig(StrictModel):
     algorithm: Literal["hyperopt", "optuna", "random", "grid"] = Field(
         "hyperopt", description="hyperopt/optuna: TPE (Bayesian); random; grid: every combination."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seeds the search algorithm.")
     n_initial_points: int | None = Field(
         None, ge=1, description="Random trials before TPE takes over. Default: from num_samples."
     )
@@ -100,7 +100,10 @@ class SearchConfig(StrictModel):
 
 
 class SchedulerConfig(StrictModel):
-    type: Literal["asha", "hyperband", "median", "pbt", "fifo"] = "asha"
+    type: Literal["asha", "hyperband", "median", "pbt", "fifo"] = Field(
+        "asha", description="asha: async successive halving; pbt: population based training "
+        "(perturbs searched values, continues from the donor's checkpoint); fifo: no stopping."
+    )
     time_unit: Literal["steps", "tokens"] = Field(
         "steps", description="What rungs count: optimizer steps or training tokens."
     )
@@ -116,11 +119,13 @@ class SchedulerConfig(StrictModel):
         None, ge=1, description="pbt: budget between exploits. Default: 2 x eval_every_steps."
     )
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="pbt: bottom/top share.")
-    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    resample_probability: float = Field(
+        0.25, ge=0.0, le=1.0, description="pbt: chance to resample instead of perturbing."
+    )
 
 
 class ResourcesConfig(StrictModel):
-    cpus_per_trial: float = Field(1.0, gt=0)
+    cpus_per_trial: float = Field(1.0, gt=0, description="Also the trial's torch threads.")
     gpus_per_trial: float = Field(
         0.0, ge=0, description="Fractions (0.25) pack trials on one GPU; integers above 1 give a "
         "trial several GPUs."
@@ -131,7 +136,7 @@ class SweepConfig(StrictModel):
     """One sweep. `sweep validate CONFIG` checks it, and the model, data and cluster it names."""
 
     name: str | None = Field(None, description="Experiment name. Default: config name + time.")
-    task: Task
+    task: Task = Field(description="What the trials train: a causal LM or a classifier.")
     model: ModelConfig
     data: DataConfig
     train: TrainConfig = TrainConfig()
@@ -141,7 +146,11 @@ class SweepConfig(StrictModel):
     )
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    metric: str = "eval_loss"
+    metric: str = Field(
+        "eval_loss", description="What selects the best trial. causal_lm: eval_loss, "
+        "eval_perplexity, eval_token_accuracy; sequence_classification: eval_loss, "
+        "eval_accuracy, eval_f1 (macro). Also train_loss."
+    )
     mode: Literal["min", "max"] | None = Field(None, description="Default: the metric's own.")
     num_samples: int = Field(8, ge=1, description="Trials to run (per grid point for grid).")
     resources: ResourcesConfig = ResourcesConfig()

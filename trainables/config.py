@@ -58,8 +58,10 @@ class DataConfig(StrictModel):
         "`validation_fraction` and `split_seed`."
     )
     test: SplitSource | None = Field(None, description="Test split, never used for selection.")
-    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
-    split_seed: int = 0
+    validation_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share of train carved out when no validation is given."
+    )
+    split_seed: int = Field(0, description="Seed of that carve-out (same split every run).")
     text_column: str = Field("text", description="Input text (classification, plain-text LM).")
     label_column: str = Field("label", description="Integer or string class label.")
     prompt_template: str | None = Field(
@@ -77,36 +79,42 @@ class DataConfig(StrictModel):
 class LoraConfig(StrictModel):
     r: int = Field(8, ge=1, le=1024, description="Adapter rank: higher, more capacity and memory.")
     alpha: float = Field(16.0, gt=0, description="Scale is alpha / r.")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or `all-linear`."
     )
 
 
 class TrainConfig(StrictModel):
-    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="Peak AdamW learning rate.")
     batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step (effective batch multiplier)."
+    )
     epochs: float = Field(1.0, gt=0.0, description="Passes over train; ignored if max_steps set.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
-    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    lr_schedule: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Decay after warmup (constant: warmup, then flat)."
+    )
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps warming up.")
-    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0, description="AdamW decoupled decay.")
     dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="Override the model's own dropout probabilities."
     )
-    max_grad_norm: float | None = Field(1.0, gt=0.0)
-    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
-    adam_epsilon: float = Field(1e-8, gt=0.0)
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Clip; null disables.")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
+    adam_epsilon: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
     eval_every_steps: int = Field(50, ge=1, description="Evaluate, report and checkpoint.")
     eval_batch_size: int | None = Field(None, ge=1, description="Default: batch_size.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp16 needs a GPU; bf16 works on CPU and Ampere+ GPUs."
     )
     gradient_checkpointing: bool = Field(False, description="Less memory, ~30% slower steps.")
-    seed: int = 42
-    finetune: Literal["lora", "full"] = "lora"
+    seed: int = Field(42, description="Seeds init, data order and dropout (exact resumes).")
+    finetune: Literal["lora", "full"] = Field(
+        "lora", description="lora: train adapters (the `lora` section); full: every weight."
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="Intra-op CPU threads per trial. Default: the trial's CPUs."
     )
