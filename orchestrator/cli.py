@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -70,16 +69,17 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
 
 
 @main.command()
-@click.argument("experiment", type=click.Path(exists=True, file_okay=False))
+@click.argument("experiment")
 @click.option("--all-columns", is_flag=True, help="Show every column of the trial table.")
 def results(experiment: str, all_columns: bool) -> None:
-    """Show the trial table and the best trial of EXPERIMENT (a folder made by `sweep run`)."""
+    """Show the trial table and the best trial of EXPERIMENT (a folder or s3:// URI made by
+    `sweep run`)."""
     import pandas as pd
 
     from orchestrator.results import load_results
 
     try:
-        result = load_results(Path(experiment))
+        result = load_results(experiment)
     except (FileNotFoundError, RuntimeError) as err:
         _fail(err)
         return

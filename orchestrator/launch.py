@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from orchestrator.config import SweepConfig
-from orchestrator.loading import ConfigSource, load_config
+from orchestrator.loading import ConfigError, ConfigSource, load_config
 from orchestrator.preflight import Plan, build_plan
 from orchestrator.results import BASELINE_FILE, SWEEP_CONFIG_FILE, SweepResult, load_results
+from orchestrator.storage import Storage, StorageError, check_writable_from_every_node, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,6 @@ def ensure_ray(address: str | None = None) -> None:
     ray.init(address=address, **kwargs)
 
 
-def experiment_dir(config: SweepConfig) -> Path:
-    assert config.name is not None
-    return Path(os.path.expanduser(config.storage_path)).resolve() / config.name
-
-
 def measure_baseline(config: SweepConfig, plan: Plan) -> dict[str, float]:
     """The untrained model's metrics on the same validation split, once per sweep, in a Ray
     task with one trial's resources (it also warms the node's fast-loading model cache)."""
@@ -64,7 +60,9 @@ def measure_baseline(config: SweepConfig, plan: Plan) -> dict[str, float]:
     return ray.get(task.remote(plan.spec, plan.data, plan.pad_id))
 
 
-def build_tuner(config: SweepConfig, plan: Plan, *, live: bool | None = None) -> Any:
+def build_tuner(
+    config: SweepConfig, plan: Plan, storage: Storage, *, live: bool | None = None
+) -> Any:
     from ray import tune
 
     from orchestrator.progress import ProgressView
@@ -94,7 +92,7 @@ def build_tuner(config: SweepConfig, plan: Plan, *, live: bool | None = None) ->
         ),
         run_config=tune.RunConfig(
             name=config.name,
-            storage_path=str(experiment_dir(config).parent),
+            storage_path=storage.uri,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=config.keep_checkpoints_per_trial,
                 checkpoint_score_attribute=config.metric,
@@ -105,6 +103,24 @@ def build_tuner(config: SweepConfig, plan: Plan, *, live: bool | None = None) ->
             verbose=0,
         ),
     )
+
+
+def prepare_storage(config: SweepConfig, nodes: list[dict[str, Any]]) -> Storage:
+    """Open the storage, refuse to overwrite an experiment, and check every node can write."""
+    assert config.name is not None
+    try:
+        storage = open_storage(config.storage_path)
+    except StorageError as err:
+        raise ConfigError([str(err)], "sweep") from None
+    if storage.exists(config.name, SWEEP_CONFIG_FILE):
+        raise FileExistsError(
+            f"experiment {storage.uri_of(config.name)!r} already exists; choose another `name` "
+            "(or --set name=...)"
+        )
+    problems = check_writable_from_every_node(storage.uri, nodes)
+    if problems:
+        raise ConfigError(problems, "sweep")
+    return storage
 
 
 def launch(
@@ -131,23 +147,19 @@ def launch(
     ensure_ray(address)
     import ray
 
+    storage = prepare_storage(cfg, ray.nodes())
     plan = build_plan(cfg, nodes=ray.nodes())
-    out = experiment_dir(cfg)
-    if (out / SWEEP_CONFIG_FILE).exists():
-        raise FileExistsError(
-            f"experiment {str(out)!r} already exists; choose another `name` (or --set name=...)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SWEEP_CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(mode="json"),
-                                                       sort_keys=False))
+    out = storage.uri_of(cfg.name)
+    storage.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                       cfg.name, SWEEP_CONFIG_FILE)
     print(f"Experiment: {out}\nData: {json.dumps(plan.data.summary())}", flush=True)
     if cfg.baseline:
         started = time.monotonic()
         baseline = measure_baseline(cfg, plan)
-        (out / BASELINE_FILE).write_text(json.dumps(baseline, indent=2))
+        storage.write_text(json.dumps(baseline, indent=2), cfg.name, BASELINE_FILE)
         print(f"Untrained model: {cfg.metric}={baseline[cfg.metric]:.4f} "
               f"({time.monotonic() - started:.0f}s)", flush=True)
-    build_tuner(cfg, plan, live=live).fit()
+    build_tuner(cfg, plan, storage, live=live).fit()
     result = load_results(out)
     print(result.summary(), flush=True)
     return result

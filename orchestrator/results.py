@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 
 from orchestrator.config import SweepConfig
 from orchestrator.loading import validate_dict
+from orchestrator.storage import Storage, open_storage
 
 SWEEP_CONFIG_FILE = "sweep_config.yaml"
 BASELINE_FILE = "baseline.json"
@@ -44,13 +46,23 @@ class SweepResult:
         value = self.baseline.get(self.metric)
         return None if value is None else float(value)
 
+    def local_checkpoint(self, local_dir: str | None = None) -> Path:
+        """The best checkpoint on local disk (downloaded first from object storage)."""
+        if self.best_checkpoint is None:
+            raise RuntimeError(f"{self.experiment_path}: no checkpoint to load")
+        storage = open_storage(self.best_checkpoint)
+        if storage.is_local:
+            return Path(self.best_checkpoint)
+        target = local_dir or tempfile.mkdtemp(prefix="sweep-best-")
+        return Path(storage.download(storage.root, target))
+
     def load_best_model(self, device: str = "cpu") -> tuple[Any, Any]:
         """(model, tokenizer) of the best checkpoint: base model + adapter, ready for inference."""
         from orchestrator.export import load_checkpoint_model
 
-        if self.best_checkpoint is None or self.config is None:
-            raise RuntimeError(f"{self.experiment_path}: no checkpoint to load")
-        return load_checkpoint_model(self.config, Path(self.best_checkpoint), device=device)
+        if self.config is None:
+            raise RuntimeError(f"{self.experiment_path}: no sweep config to rebuild the model")
+        return load_checkpoint_model(self.config, self.local_checkpoint(), device=device)
 
     def summary(self) -> str:
         lines = [
@@ -76,25 +88,28 @@ def _is_better(a: float, b: float, mode: str) -> bool:
     return a < b if mode == "min" else a > b
 
 
-def read_sweep_config(experiment: Path) -> SweepConfig | None:
-    path = experiment / SWEEP_CONFIG_FILE
-    if not path.exists():
+def read_sweep_config(experiment: Storage) -> SweepConfig | None:
+    if not experiment.exists(SWEEP_CONFIG_FILE):
         return None
-    return validate_dict(yaml.safe_load(path.read_text()), str(path))
+    return validate_dict(yaml.safe_load(experiment.read_text(SWEEP_CONFIG_FILE)),
+                         experiment.uri_of(SWEEP_CONFIG_FILE))
 
 
 def load_results(experiment_path: str | Path) -> SweepResult:
-    """Read a finished (or interrupted) experiment folder."""
+    """Read a finished (or interrupted) experiment: a local folder or an s3:// URI."""
     from ray.tune import ExperimentAnalysis
 
-    experiment = Path(experiment_path).expanduser().resolve()
+    experiment = open_storage(str(experiment_path))
     config = read_sweep_config(experiment)
     if config is None:
         raise FileNotFoundError(
-            f"{experiment}: no {SWEEP_CONFIG_FILE}; is this a folder made by `sweep run`?"
+            f"{experiment.uri}: no {SWEEP_CONFIG_FILE}; is this a folder made by `sweep run`?"
         )
     metric, mode = config.metric, config.resolved_mode
-    analysis = ExperimentAnalysis(str(experiment), default_metric=metric, default_mode=mode)
+    analysis = ExperimentAnalysis(
+        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
+        default_metric=metric, default_mode=mode,
+    )
     rows, best = [], None
     for trial in analysis.trials:
         history = analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame())
@@ -131,16 +146,17 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         & ~trials["diverged"]
     )
     checkpoint = analysis.get_best_checkpoint(best_trial, metric=metric, mode=mode)
-    baseline_file = experiment / BASELINE_FILE
+    baseline = (json.loads(experiment.read_text(BASELINE_FILE))
+                if experiment.exists(BASELINE_FILE) else {})
     return SweepResult(
-        experiment_path=str(experiment),
+        experiment_path=experiment.uri,
         metric=metric,
         mode=mode,
         best_trial_id=best_trial.trial_id,
         best_config=best_trial.config,
         best_metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
-        best_checkpoint=checkpoint.path if checkpoint is not None else None,
+        best_checkpoint=experiment.uri_for_path(checkpoint.path) if checkpoint else None,
         trials=trials.sort_values(f"best_{metric}", ascending=(mode == "min")),
-        baseline=json.loads(baseline_file.read_text()) if baseline_file.exists() else {},
+        baseline=baseline,
         config=config,
     )

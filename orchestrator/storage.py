@@ -1,0 +1,132 @@
+"""Where experiments live: a local/NFS folder or S3-compatible object storage.
+
+`storage_path` is a folder or a URI that pyarrow understands, e.g.
+`s3://bucket/prefix?region=us-east-1&endpoint_override=http://127.0.0.1:9000` for MinIO or any
+S3-compatible store (pyarrow ignores AWS_ENDPOINT_URL, so the endpoint goes in the URI).
+Credentials come only from the environment or the standard AWS credential chain; a URI that
+carries keys is rejected so they never land in experiment files or trial configs.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow.fs as pafs
+
+_SECRET_PARAMS = ("access_key", "secret_key", "session_token")
+
+
+class StorageError(ValueError):
+    """The storage path is unusable; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    uri: str  # as configured (scheme and query kept, `~` expanded)
+    fs: pafs.FileSystem
+    root: str  # the path inside `fs`
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def uri_of(self, *parts: str) -> str:
+        """A URI (or local path) for `parts` below the root, keeping the query string."""
+        return self.uri_for_path(self.path(*parts))
+
+    def uri_for_path(self, fs_path: str) -> str:
+        """The URI of a path inside this filesystem (the same store, endpoint and options)."""
+        if self.is_local:
+            return fs_path
+        split = urlsplit(self.uri)
+        query = f"?{split.query}" if split.query else ""
+        return f"{split.scheme}://{fs_path}{query}"
+
+    def download(self, fs_path: str, local_dir: str) -> str:
+        """Copy a folder to local disk (a no-op for local storage); returns the local path."""
+        if self.is_local:
+            return fs_path
+        pafs.copy_files(fs_path, local_dir, source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        return local_dir
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def write_text(self, text: str, *parts: str) -> None:
+        target = self.path(*parts)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(target) as out:
+            out.write(text.encode())
+
+    def read_text(self, *parts: str) -> str:
+        with self.fs.open_input_stream(self.path(*parts)) as src:
+            return src.read().decode()
+
+
+def open_storage(storage_path: str) -> Storage:
+    query = parse_qs(urlsplit(storage_path).query)
+    leaked = [p for p in _SECRET_PARAMS if p in query]
+    if leaked:
+        raise StorageError(
+            f"storage_path: carries credentials ({', '.join(leaked)}); remove them from the URI "
+            "and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an AWS profile) instead, so "
+            "they are never written into experiment files"
+        )
+    if "://" not in storage_path:
+        local = os.path.abspath(os.path.expanduser(storage_path))
+        return Storage(uri=local, fs=pafs.LocalFileSystem(), root=local)
+    try:
+        fs, root = pafs.FileSystem.from_uri(storage_path)
+    except Exception as err:
+        raise StorageError(f"storage_path: {storage_path!r} is not usable: {err}") from None
+    return Storage(uri=storage_path, fs=fs, root=root)
+
+
+def probe(storage_path: str) -> str | None:
+    """Write, read back and delete a small file; None if that worked, else the error."""
+    try:
+        storage = open_storage(storage_path)
+        name = f".preflight-{uuid.uuid4().hex}"
+        storage.write_text("ok", name)
+        ok = storage.read_text(name) == "ok"
+        storage.fs.delete_file(storage.path(name))
+        return None if ok else "read back different bytes"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def check_writable_from_every_node(storage_path: str, nodes: list[dict[str, Any]]) -> list[str]:
+    """Run `probe` on each alive node (pinned there) before any trial starts."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote_probe = ray.remote(probe)
+    pending = {}
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        ref = remote_probe.options(num_cpus=0, scheduling_strategy=strategy).remote(storage_path)
+        pending[ref] = node
+    problems = []
+    for ref, node in pending.items():
+        try:
+            error = ray.get(ref, timeout=120)
+        except Exception as err:  # the node died or the task could not run there
+            error = f"{type(err).__name__}: {err}"
+        if error is not None:
+            problems.append(
+                f"storage_path: node {node.get('NodeManagerAddress')} "
+                f"(id {node['NodeID'][:12]}) cannot write to {storage_path!r} ({error}); every "
+                "node writes its own checkpoints there: mount the folder on every node with "
+                "write access, or use object storage (s3://...) with credentials on every node"
+            )
+    return problems
