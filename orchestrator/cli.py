@@ -93,6 +93,22 @@ def results(experiment: str, all_columns: bool) -> None:
     click.echo(result.summary())
 
 
+@main.command()
+@click.argument("experiment")
+@click.option("--address", default=None, help="Ray cluster address; `local` starts a new Ray.")
+@click.option("--restart-errored", is_flag=True,
+              help="Start errored trials from scratch instead of from their checkpoints.")
+def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
+    """Continue the interrupted sweep in EXPERIMENT (folder or s3:// URI)."""
+    from orchestrator.resume import ResumeError
+    from orchestrator.resume import resume as resume_sweep
+
+    try:
+        resume_sweep(experiment, address=address, restart_errored=restart_errored)
+    except (ConfigError, ResumeError) as err:
+        _fail(err)
+
+
 def _register_optional_commands() -> None:
     """Cluster commands (submit/status/logs/stop/list) live in their own module."""
     try:

@@ -60,34 +60,43 @@ def measure_baseline(config: SweepConfig, plan: Plan) -> dict[str, float]:
     return ray.get(task.remote(plan.spec, plan.data, plan.pad_id))
 
 
+def build_trainable(config: SweepConfig, plan: Plan) -> Any:
+    """The task's trainable with the prepared data attached (object store) and its resources."""
+    from ray import tune
+
+    from trainables import TRAINABLES
+
+    trainable = tune.with_parameters(
+        TRAINABLES[config.task], spec=plan.spec, data=plan.data, pad_id=plan.pad_id
+    )
+    return tune.with_resources(
+        trainable,
+        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
+    )
+
+
 def build_tuner(
     config: SweepConfig, plan: Plan, storage: Storage, *, live: bool | None = None
 ) -> Any:
     from ray import tune
 
     from orchestrator.progress import ProgressView
+    from orchestrator.scheduler_state import SchedulerStateCallback
     from orchestrator.schedulers import build_scheduler
     from orchestrator.search_space import grid_size, to_param_space
     from orchestrator.searchers import build_search_alg
-    from trainables import TRAINABLES
 
-    trainable = tune.with_parameters(
-        TRAINABLES[config.task], spec=plan.spec, data=plan.data, pad_id=plan.pad_id
-    )
-    trainable = tune.with_resources(
-        trainable,
-        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
-    )
     mode = config.resolved_mode
     total = config.num_samples * grid_size(config)
+    scheduler = build_scheduler(config, plan.max_steps, plan.tokens_per_step)
     return tune.Tuner(
-        trainable,
+        build_trainable(config, plan),
         param_space=to_param_space(config),
         tune_config=tune.TuneConfig(
             metric=config.metric,
             mode=mode,
             search_alg=build_search_alg(config),
-            scheduler=build_scheduler(config, plan.max_steps, plan.tokens_per_step),
+            scheduler=scheduler,
             num_samples=config.num_samples,  # concurrency is capped by the search algorithm
         ),
         run_config=tune.RunConfig(
@@ -99,7 +108,8 @@ def build_tuner(
                 checkpoint_score_order=mode,
             ),
             failure_config=tune.FailureConfig(max_failures=config.max_retries),
-            callbacks=[ProgressView(config.metric, mode, total, live=live)],
+            callbacks=[ProgressView(config.metric, mode, total, live=live),
+                       SchedulerStateCallback(scheduler)],
             verbose=0,
         ),
     )

@@ -1,0 +1,106 @@
+"""Resume an interrupted sweep: `sweep resume EXPERIMENT` / `resume(experiment)`.
+
+Finished trials are kept as they are, running and errored trials continue from their latest
+good checkpoint, the searcher keeps its history and ASHA its rung records. A corrupt newest
+experiment state is set aside and the previous good one used; with no good state the resume
+stops with an error instead of silently starting the experiment over (which Tune would do).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from orchestrator.loading import ConfigError
+from orchestrator.results import SweepResult, load_results, read_sweep_config
+from orchestrator.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+STATE_GLOB_PREFIX = "experiment_state-"
+
+
+class ResumeError(RuntimeError):
+    """The experiment cannot be resumed; the message says why and what to do."""
+
+
+def _state_files(storage: Storage) -> list[str]:
+    from pyarrow.fs import FileSelector
+
+    infos = storage.fs.get_file_info(FileSelector(storage.root))
+    names = [i.base_name for i in infos if i.base_name.startswith(STATE_GLOB_PREFIX)
+             and i.base_name.endswith(".json")]
+    return sorted(names)  # session timestamps sort chronologically
+
+
+def _is_valid_state(storage: Storage, name: str) -> bool:
+    try:
+        state = json.loads(storage.read_text(name))
+    except (ValueError, OSError):
+        return False
+    return isinstance(state, dict) and "trial_data" in state
+
+
+def repair_experiment_state(storage: Storage) -> list[str]:
+    """Set aside unreadable experiment-state files, newest first, until a good one is newest.
+
+    Returns the names set aside. Raises ResumeError if no readable state remains.
+    """
+    moved = []
+    names = _state_files(storage)
+    while names and not _is_valid_state(storage, names[-1]):
+        bad = names.pop()
+        aside = storage.path("corrupt", f"{bad}.{int(time.time())}")
+        storage.fs.create_dir(storage.path("corrupt"), recursive=True)
+        storage.fs.move(storage.path(bad), aside)
+        log.warning("experiment state %s is unreadable; set aside as %s", bad, aside)
+        moved.append(bad)
+    if not names:
+        raise ResumeError(
+            f"{storage.uri}: no readable experiment state (set aside: {moved or 'none found'}); "
+            "the experiment cannot be resumed without re-running every trial. Start a new "
+            "sweep, or restore experiment_state-*.json from a backup"
+        )
+    return moved
+
+
+def resume(experiment: str, *, address: str | None = None, live: bool | None = None,
+           restart_errored: bool = False) -> SweepResult:
+    """Continue the sweep stored at `experiment` (a folder or s3:// URI) and return results."""
+    import ray
+    from ray import tune
+
+    from orchestrator.launch import build_trainable, ensure_ray
+    from orchestrator.preflight import build_plan
+    from orchestrator.search_space import to_param_space
+    from orchestrator.storage import check_writable_from_every_node
+
+    storage = open_storage(experiment)
+    config = read_sweep_config(storage)
+    if config is None:
+        raise ResumeError(f"{storage.uri}: no sweep_config.yaml; is this made by `sweep run`?")
+    moved = repair_experiment_state(storage)
+    if moved:
+        print(f"Set aside unreadable experiment state: {moved}", flush=True)
+    ensure_ray(address)
+    problems = check_writable_from_every_node(storage.uri, ray.nodes())
+    if problems:
+        raise ConfigError(problems, "resume")
+    plan = build_plan(config, nodes=ray.nodes())  # deterministic: same data, same split
+    restore_kwargs: dict[str, Any] = {}
+    if not storage.is_local:
+        restore_kwargs["storage_filesystem"] = storage.fs
+    tuner = tune.Tuner.restore(
+        storage.root if not storage.is_local else storage.uri,
+        trainable=build_trainable(config, plan),
+        param_space=to_param_space(config),
+        resume_unfinished=True,
+        resume_errored=not restart_errored,
+        restart_errored=restart_errored,
+        **restore_kwargs,
+    )
+    tuner.fit()
+    result = load_results(storage.uri)
+    print(result.summary(), flush=True)
+    return result

@@ -1,0 +1,44 @@
+"""An independent ledger of a sweep: read from Tune's raw files, not the orchestrator's code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    config: dict
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)  # name -> digest of adapter
+
+    @property
+    def key(self) -> str:
+        """What identifies a trial across two runs of the same seeded sweep: its config."""
+        return json.dumps(self.config, sort_keys=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def read_ledger(experiment: Path, metric: str = "eval_loss") -> dict[str, TrialRecord]:
+    ledger: dict[str, TrialRecord] = {}
+    for trial_dir in sorted(p for p in experiment.iterdir() if (p / "params.json").exists()):
+        rows = [json.loads(line) for line in
+                (trial_dir / "result.json").read_text().splitlines()] if (
+            trial_dir / "result.json").exists() else []
+        trial_id = rows[0]["trial_id"] if rows else trial_dir.name
+        record = TrialRecord(trial_id, json.loads((trial_dir / "params.json").read_text()))
+        record.steps = [r["step"] for r in rows]
+        record.values = [r[metric] for r in rows]
+        for ckpt in sorted(trial_dir.glob("checkpoint_*")):
+            adapter = ckpt / "adapter" / "adapter_model.safetensors"
+            if adapter.exists():
+                record.checkpoints[ckpt.name] = _digest(adapter)
+        ledger[trial_id] = record
+    return ledger

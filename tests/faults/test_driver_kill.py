@@ -1,0 +1,100 @@
+"""Driver loss: SIGKILL the driver (and its local Ray) mid-sweep, then `sweep resume`.
+
+The sweep runs one trial at a time with a seeded searcher, so an uninterrupted run is exactly
+reproducible; the resumed run must end with the same trials, the same stop/continue decisions
+(ASHA's rung records survive) and no finished trial re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import lm_config
+from ledger import read_ledger
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tiny_lm_dir: Path, storage: Path, name: str) -> dict:
+    return lm_config(
+        tiny_lm_dir, name=name, storage_path=str(storage),
+        train={"batch_size": 8, "max_steps": 20, "eval_every_steps": 5, "seed": 0},
+        search_space={"train.learning_rate": {"type": "loguniform", "low": 1e-5, "high": 3e-2}},
+        search={"algorithm": "hyperopt", "seed": 3, "max_concurrent_trials": 1,
+                "n_initial_points": 2},
+        scheduler={"type": "asha", "grace_period": 5, "reduction_factor": 2},
+        num_samples=6, baseline=False, keep_checkpoints_per_trial=2,
+    )
+
+
+def _sweep(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+
+
+def _decisions(experiment: Path) -> list[tuple[str, list[int]]]:
+    ledger = read_ledger(experiment)
+    return sorted((r.key, sorted(set(r.steps))) for r in ledger.values())
+
+
+def test_resume_after_driver_sigkill_matches_uninterrupted_run(
+    tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    storage = tmp_path / "out"
+    ref_yaml, cut_yaml = tmp_path / "ref.yaml", tmp_path / "cut.yaml"
+    ref_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "reference")))
+    cut_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "interrupted")))
+
+    ref = _sweep("run", str(ref_yaml), "--address", "local")
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out[-3000:]
+
+    cut = _sweep("run", str(cut_yaml), "--address", "local", start_new_session=True)
+    experiment = storage / "interrupted"
+    deadline = time.monotonic() + 300
+    # Kill once 3 trials have reported and a snapshot exists: some done, one mid-way.
+    while time.monotonic() < deadline:
+        if len(list(experiment.glob("*/result.json"))) >= 3 and list(
+            experiment.glob("experiment_state-*.json")
+        ):
+            break
+        time.sleep(0.5)
+    else:
+        cut.kill()
+        pytest.fail("the sweep never got 3 trials in")
+    os.killpg(cut.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    cut.wait(timeout=30)
+    before = read_ledger(experiment)
+    finished_before = {tid: r for tid, r in before.items() if r.steps and (
+        r.steps[-1] == 20)}
+
+    resumed = _sweep("resume", str(experiment), "--address", "local")
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+
+    after = read_ledger(experiment)
+    assert len(after) == 6 and len({r.key for r in after.values()}) == 6  # no duplicates
+    for tid, record in finished_before.items():  # finished trials were not re-run
+        assert after[tid].steps == record.steps
+        assert after[tid].checkpoints.items() >= {
+            k: v for k, v in record.checkpoints.items()}.items()
+    for tid, record in before.items():  # running trials continued from their checkpoints
+        if record.steps and tid not in finished_before:
+            assert after[tid].steps[: len(record.steps)] == record.steps
+    # The same trials with the same stop/continue decisions as the uninterrupted run.
+    assert _decisions(experiment) == _decisions(storage / "reference")
+
+    from orchestrator import load_results
+
+    result, reference = load_results(experiment), load_results(storage / "reference")
+    assert result.best_value == pytest.approx(reference.best_value, rel=1e-6)
+    best_in_ledger = min(v for r in after.values() for v in r.values)
+    assert result.best_value == best_in_ledger
