@@ -157,7 +157,13 @@ class SweepConfig(StrictModel):
     storage_path: str = Field(
         "~/sweep_results", description="Local/NFS folder or s3://bucket/prefix."
     )
-    keep_checkpoints_per_trial: int = Field(2, ge=1, description="Best N by metric are kept.")
+    keep_checkpoints_per_trial: int = Field(
+        2, ge=1, description="Per trial, the best N checkpoints by the metric are kept."
+    )
+    keep_top_k_trials: int | None = Field(
+        5, ge=1, description="Experiment-wide: finished trials outside the best k lose their "
+        "checkpoints as the sweep runs (null keeps all). Soups need k >= their top-k."
+    )
     max_retries: int = Field(2, ge=0, description="Restarts of a failed trial from its checkpoint.")
     baseline: bool = Field(True, description="Measure the untrained model's metric once.")
     base_dir: str | None = Field(

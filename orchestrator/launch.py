@@ -75,13 +75,25 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
     )
 
 
+def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
+                    live: bool | None) -> list[Any]:
+    from orchestrator.hygiene import CheckpointJanitor
+    from orchestrator.progress import ProgressView
+    from orchestrator.scheduler_state import SchedulerStateCallback
+
+    mode = config.resolved_mode
+    callbacks: list[Any] = [ProgressView(config.metric, mode, total, live=live),
+                            SchedulerStateCallback(scheduler)]
+    if config.keep_top_k_trials is not None:
+        callbacks.append(CheckpointJanitor(config.metric, mode, config.keep_top_k_trials))
+    return callbacks
+
+
 def build_tuner(
     config: SweepConfig, plan: Plan, storage: Storage, *, live: bool | None = None
 ) -> Any:
     from ray import tune
 
-    from orchestrator.progress import ProgressView
-    from orchestrator.scheduler_state import SchedulerStateCallback
     from orchestrator.schedulers import build_scheduler
     from orchestrator.search_space import grid_size, to_param_space
     from orchestrator.searchers import build_search_alg
@@ -108,8 +120,7 @@ def build_tuner(
                 checkpoint_score_order=mode,
             ),
             failure_config=tune.FailureConfig(max_failures=config.max_retries),
-            callbacks=[ProgressView(config.metric, mode, total, live=live),
-                       SchedulerStateCallback(scheduler)],
+            callbacks=build_callbacks(config, scheduler, total, live),
             verbose=0,
         ),
     )

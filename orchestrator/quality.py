@@ -164,10 +164,12 @@ def check_leakage(
                 found = ("normalized", 1.0, by_normalized[norm])
             elif norm:
                 candidates = {i for tok in _prefix(tokens, rank, threshold) for i in index[tok]}
+                # Length filter: J >= t needs t*|a| <= |b| <= |a|/t (slack for float rounding).
+                low, high = threshold * len(tokens) - 1e-9, len(tokens) / threshold + 1e-9
                 best, best_i = 0.0, -1
                 for i in candidates:
                     other = train_sets[i]
-                    if threshold * len(tokens) <= len(other) <= len(tokens) / threshold:
+                    if low <= len(other) <= high:
                         similarity = len(tokens & other) / len(tokens | other)
                         if similarity > best:
                             best, best_i = similarity, i

@@ -126,6 +126,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
             f"best_{metric}": None,
             f"last_{metric}": last.get(metric),
             "diverged": bool(last.get("diverged", False)),
+            "infeasible": bool(last.get("infeasible", False)),
             "node_ip": last.get("node_ip"),
         }
         if not values.empty:
@@ -144,6 +145,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         (trials["status"] == "TERMINATED")
         & (trials["last_step"] < trials["total_steps"])
         & ~trials["diverged"]
+        & ~trials["infeasible"]
     )
     checkpoint = analysis.get_best_checkpoint(best_trial, metric=metric, mode=mode)
     baseline = (json.loads(experiment.read_text(BASELINE_FILE))

@@ -5,12 +5,15 @@ Layout of a checkpoint folder:
     model/             full weights (full fine-tuning only)
     trainer_state.pt   optimizer, LR schedule, step, data position, RNG states
     metrics.json       the metrics reported with this checkpoint
+    manifest.json      sha256 of every file above, written last: a checkpoint without a
+                       matching manifest is torn (the writer died mid-way) and is skipped
     spec.json          the trial's full settings (model, data, train, lora, num_labels), so the
                        checkpoint loads back on its own
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -25,6 +28,7 @@ MODEL_DIR = "model"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.json"
 SPEC_FILE = "spec.json"
+MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -69,6 +73,36 @@ def save(
     torch.save(state, folder / STATE_FILE)
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    write_manifest(folder)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
+def write_manifest(folder: Path) -> None:
+    (folder / MANIFEST_FILE).write_text(json.dumps(_digests(folder), indent=1))
+
+
+def verify(folder: Path) -> str | None:
+    """None if the checkpoint is complete and intact, else what is wrong with it."""
+    manifest = folder / MANIFEST_FILE
+    if not manifest.exists():
+        return "no manifest (torn write)"
+    try:
+        expected = json.loads(manifest.read_text())
+    except ValueError:
+        return "unreadable manifest"
+    actual = _digests(folder)
+    missing = sorted(set(expected) - set(actual))
+    if missing:
+        return f"missing files {missing}"
+    changed = sorted(k for k in expected if expected[k] != actual[k])
+    return f"corrupt files {changed}" if changed else None
 
 
 def load_weights(folder: Path, model: torch.nn.Module, finetune: str) -> None:

@@ -1,16 +1,29 @@
-"""The glue between Ray Tune and `loop.fit`: merge the sampled config, resume, report."""
+"""The glue between Ray Tune and `loop.fit`: merge the sampled config, resume, report.
+
+Failures are sorted here: a NaN/inf loss ends the trial as *diverged* and an out-of-memory
+error as *infeasible*; both report the worst value of the sweep metric (so the searcher learns
+the region is bad) and end normally, so Tune does not retry them. Any other exception fails
+the trial, and Tune retries it from its latest intact checkpoint.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trainables import checkpointing
 from trainables.config import REPORTED_METRICS, TrialSpec, merge_trial_config
 from trainables.data import PreparedData
 from trainables.loop import DivergedError, fit
+
+log = logging.getLogger(__name__)
 
 
 def threads_for_trial(spec: TrialSpec) -> int:
@@ -25,8 +38,47 @@ def threads_for_trial(spec: TrialSpec) -> int:
 
 
 def worst_value(spec: TrialSpec) -> float:
-    """What a diverged trial reports for the sweep metric: the worst possible value."""
+    """What a diverged or infeasible trial reports for the sweep metric."""
     return float("inf") if spec.mode == "min" else 0.0
+
+
+def _failure_report(trial: TrialSpec, kind: str, err: BaseException) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        name: worst_value(trial) if name == trial.metric else float("nan")
+        for name in REPORTED_METRICS[trial.task]
+    }
+    return {**metrics, kind: 1.0, "error": f"{type(err).__name__}: {err}"[:500]}
+
+
+def _candidate_checkpoints(checkpoint: Any) -> list[Any]:
+    """The checkpoint Tune offers, then the trial's older ones, newest first."""
+    from pyarrow.fs import FileSelector
+    from ray.tune import Checkpoint
+
+    parent = posixpath.dirname(checkpoint.path.rstrip("/"))
+    try:
+        infos = checkpoint.filesystem.get_file_info(FileSelector(parent))
+    except OSError:
+        return [checkpoint]
+    older = sorted((i.path for i in infos if i.base_name.startswith("checkpoint_")
+                    and i.path.rstrip("/") != checkpoint.path.rstrip("/")
+                    and i.base_name < posixpath.basename(checkpoint.path.rstrip("/"))),
+                   reverse=True)
+    return [checkpoint] + [Checkpoint(p, filesystem=checkpoint.filesystem) for p in older]
+
+
+@contextlib.contextmanager
+def intact_checkpoint(checkpoint: Any) -> Iterator[Path | None]:
+    """A local folder of the newest intact checkpoint (torn or corrupt ones are skipped)."""
+    for candidate in _candidate_checkpoints(checkpoint):
+        with candidate.as_directory() as folder:
+            problem = checkpointing.verify(Path(folder))
+            if problem is None:
+                yield Path(folder)
+                return
+            log.warning("skipping checkpoint %s: %s", candidate.path, problem)
+    log.warning("no intact checkpoint left; the trial starts from scratch")
+    yield None
 
 
 def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedData,
@@ -42,12 +94,14 @@ def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedDat
     checkpoint = tune.get_checkpoint()
     try:
         if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                fit(trial, data, pad_id, report, resume_from=Path(folder))
+            with intact_checkpoint(checkpoint) as folder:
+                fit(trial, data, pad_id, report, resume_from=folder)
         else:
             fit(trial, data, pad_id, report)
     except DivergedError as err:
-        # End the trial as diverged, and tell the searcher it was bad, instead of failing it.
-        metrics = {name: worst_value(trial) if name == trial.metric else float("nan")
-                   for name in REPORTED_METRICS[trial.task]}
-        tune.report({**metrics, "diverged": 1.0, "error": str(err)})
+        tune.report(_failure_report(trial, "diverged", err))
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        # Retrying the same config would run out of memory again: record it as infeasible.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        tune.report(_failure_report(trial, "infeasible", err))

@@ -1,0 +1,103 @@
+"""After the sweep: `sweep export`, `sweep evaluate` and `sweep soup`.
+
+`orchestrator.cli` adds them with `register(main)`. EXPERIMENT is a folder or s3:// URI made by
+`sweep run`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from orchestrator.loading import ConfigError
+
+# What the post-sweep functions raise for a bad request; each message says what to do.
+_USER_ERRORS = (ConfigError, FileExistsError, FileNotFoundError, NotImplementedError,
+                RuntimeError, ValueError)
+
+_TEST_HELP = ("Test split file (format of data.train) to use when the sweep config has no "
+              "data.test, or instead of it.")
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except _USER_ERRORS as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+@click.command("export")
+@click.argument("experiment")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Empty folder to write the model to.")
+@click.option("--merge", is_flag=True, help="Merge the LoRA adapter into the base model: a "
+              "plain transformers folder (bigger; no peft needed to load it).")
+@click.option("--trial", "trial_id", default=None,
+              help="Export this trial's best checkpoint instead of the sweep's best trial.")
+@click.option("--overwrite", is_flag=True, help="Replace what --out already holds.")
+def export_command(experiment: str, out: str, merge: bool, trial_id: str | None,
+                   overwrite: bool) -> None:
+    """Export the best trial of EXPERIMENT: its LoRA adapter in peft format (or, with --merge,
+    the merged full model), tokenizer, README and sweep_export.json."""
+    from orchestrator.export import EXPORT_INFO_FILE, export_best
+
+    folder = _run(lambda: export_best(experiment, out, merge, trial_id=trial_id,
+                                      overwrite=overwrite))
+    click.echo(f"Exported to: {folder}\n  (how to load it: {folder / 'README.md'}; "
+               f"settings and metrics: {folder / EXPORT_INFO_FILE})")
+
+
+@click.command("evaluate")
+@click.argument("experiment")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Evaluate the best K trials (by the sweep metric on validation).")
+@click.option("--test", "test_data", type=click.Path(exists=True, dir_okay=False),
+              default=None, help=_TEST_HELP)
+@click.option("--no-write", is_flag=True, help="Do not write test_results.json.")
+def evaluate_command(experiment: str, top_k: int, test_data: str | None,
+                     no_write: bool) -> None:
+    """Score the top-k trials of EXPERIMENT once on the test split; print validation and test
+    metrics side by side and write test_results.json into the experiment."""
+    from orchestrator.final_eval import TEST_RESULTS_FILE, evaluate_test_split
+
+    report = _run(lambda: evaluate_test_split(experiment, top_k, test_data=test_data,
+                                              write=not no_write))
+    click.echo(report.summary())
+    if not no_write:
+        click.echo(f"Written: {report.experiment_path.rstrip('/')}/{TEST_RESULTS_FILE}")
+
+
+@click.command("soup")
+@click.argument("experiment")
+@click.option("--top-k", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Ingredients: the best K trials.")
+@click.option("--method", type=click.Choice(["uniform", "greedy", "ties"]), default="uniform",
+              show_default=True, help="uniform: average every update; greedy: add the next-best "
+              "trial only if validation improves; ties: TIES-merging of the LoRA updates.")
+@click.option("--density", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.2,
+              show_default=True, help="ties: share of each update kept (higher: closer to "
+              "uniform, more interference).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Export the soup here (same layout as `sweep export --merge`).")
+@click.option("--test", "test_data", type=click.Path(exists=True, dir_okay=False),
+              default=None, help=_TEST_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace what --out already holds.")
+def soup_command(experiment: str, top_k: int, method: str, density: float, out: str | None,
+                 test_data: str | None, overwrite: bool) -> None:
+    """Combine the top-k LoRA trials of EXPERIMENT into one model (a model soup) and compare
+    it with the best single trial on validation and test."""
+    from orchestrator.soup import make_soup
+
+    soup = _run(lambda: make_soup(experiment, top_k, method, out=out, density=density,
+                                  test_data=test_data, overwrite=overwrite))
+    click.echo(soup.summary())
+
+
+def register(group: click.Group) -> None:
+    """Add `export`, `evaluate` and `soup` to the `sweep` command group."""
+    for command in (export_command, evaluate_command, soup_command):
+        group.add_command(command)

@@ -1,0 +1,159 @@
+"""Test-set evaluation after the sweep: the best trials, scored once on `data.test`.
+
+Validation chose the trials; the test split never took part in that choice, so its numbers are
+an unbiased estimate of how the chosen model does on new data. Validation figures are the ones
+each trial reported with its checkpoint (`metrics.json`); test figures are measured here, once,
+and written to `test_results.json` in the experiment (local folder or object storage).
+
+>>> from orchestrator.final_eval import evaluate_test_split
+>>> report = evaluate_test_split("~/sweep_results/quickstart", top_k=3)  # doctest: +SKIP
+>>> print(report.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+from orchestrator.config import SweepConfig
+from orchestrator.export import as_result, load_checkpoint_model, ranked_checkpoints, require_config
+from orchestrator.storage import open_storage
+from trainables.checkpointing import METRICS_FILE
+from trainables.evaluation import evaluate
+
+if TYPE_CHECKING:
+    from orchestrator.preflight import Plan
+    from orchestrator.results import SweepResult
+
+TEST_RESULTS_FILE = "test_results.json"
+
+
+@dataclass
+class EvalData:
+    """The tokenized validation and test splits of a sweep, and how to batch them."""
+
+    config: SweepConfig
+    plan: Plan
+
+    @property
+    def has_test(self) -> bool:
+        return bool(self.plan.data.test)
+
+    def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, float]:
+        """`split` is "validation" or "test"; test metrics are renamed `test_*`."""
+        examples = self.plan.data.validation if split == "validation" else self.plan.data.test
+        metrics = evaluate(
+            model, examples, task=self.config.task,
+            batch_size=self.config.train.eval_batch_size or self.config.train.batch_size,
+            pad_id=self.plan.pad_id, device=next(model.parameters()).device,
+            num_labels=self.plan.data.num_labels,
+        )
+        return metrics if split == "validation" else {to_test_name(k): v
+                                                      for k, v in metrics.items()}
+
+
+def to_test_name(metric: str) -> str:
+    """`eval_loss` -> `test_loss`: the same metric, measured on the test split."""
+    return "test_" + metric.removeprefix("eval_")
+
+
+def side_by_side(validation: dict[str, float], test: dict[str, float] | None) -> dict[str, Any]:
+    """Each validation metric followed by its test counterpart (when there is a test split)."""
+    row: dict[str, Any] = {}
+    for name, value in validation.items():
+        row[name] = value
+        if test is not None:
+            row[to_test_name(name)] = test.get(to_test_name(name))
+    return row
+
+
+def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalData:
+    """Read and tokenize the sweep's splits as the sweep did; `test_data` replaces data.test."""
+    from orchestrator.preflight import build_plan
+
+    config = config.model_copy(deep=True)
+    if test_data is not None:
+        config.data.test = os.path.abspath(os.path.expanduser(test_data))
+    return EvalData(config=config, plan=build_plan(config))
+
+
+@dataclass
+class EvaluationReport:
+    """Validation (as reported) and test (measured here) metrics of the top-k trials."""
+
+    experiment_path: str
+    metric: str
+    mode: str
+    rows: list[dict[str, Any]] = field(default_factory=list)  # best first
+    test_examples: int = 0
+
+    def table(self) -> pd.DataFrame:
+        """One row per trial, each validation metric next to its test counterpart."""
+        return pd.DataFrame([
+            {"rank": row["rank"], "trial_id": row["trial_id"], "step": row["step"],
+             **side_by_side(row["validation"], row["test"])} for row in self.rows
+        ])
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "experiment": self.experiment_path, "metric": self.metric, "mode": self.mode,
+            "test_examples": self.test_examples,
+            "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": self.rows,
+        }, indent=2)
+
+    def summary(self) -> str:
+        with pd.option_context("display.max_columns", None, "display.width", 200,
+                               "display.float_format", "{:.4f}".format):
+            table = self.table().to_string(index=False)
+        return (f"Validation (eval_*) selected these trials by {self.metric} ({self.mode}); the "
+                f"test split ({self.test_examples} examples, test_*) took no part in it.\n"
+                f"{table}")
+
+
+def evaluate_test_split(
+    result_or_path: SweepResult | str | Path,
+    top_k: int = 1,
+    *,
+    test_data: str | None = None,
+    write: bool = True,
+) -> EvaluationReport:
+    """Evaluate the best trial and the rest of the top-k on the test split, once each.
+
+    Writes `test_results.json` into the experiment unless `write=False`. `test_data` names a
+    test file to use when the sweep config has no `data.test` (or to replace it).
+    """
+    result = as_result(result_or_path)
+    config = require_config(result)
+    if config.data.test is None and test_data is None:
+        raise ValueError(
+            f"{result.experiment_path}: the sweep config has no data.test; pass a test file "
+            "(`sweep evaluate EXPERIMENT --test FILE`, or test_data=...) in the format of "
+            "data.train"
+        )
+    chosen = ranked_checkpoints(result, top_k)
+    data = load_eval_data(config, test_data)
+    report = EvaluationReport(result.experiment_path, result.metric, result.mode,
+                              test_examples=len(data.plan.data.test))
+    with tempfile.TemporaryDirectory(prefix="sweep-test-") as scratch:
+        for trial in chosen:
+            checkpoint = trial.local(scratch)
+            reported = json.loads((checkpoint / METRICS_FILE).read_text())
+            model, _ = load_checkpoint_model(data.config, checkpoint)
+            report.rows.append({
+                "rank": trial.rank, "trial_id": trial.trial_id, "checkpoint": trial.uri,
+                "step": reported.get("step"), "trial_config": trial.trial_config,
+                "validation": {k: v for k, v in reported.items() if k.startswith("eval_")},
+                "test": data.evaluate(model, "test"),
+            })
+            del model
+    if write:
+        open_storage(result.experiment_path).write_text(report.to_json(), TEST_RESULTS_FILE)
+    return report

@@ -1,0 +1,79 @@
+"""Disk hygiene: delete the checkpoints of trials that can no longer be among the best.
+
+Tune's `CheckpointConfig(num_to_keep)` counts per trial, so a 200-trial sweep keeps 200 x N
+checkpoints. This callback keeps the experiment-wide top-k trials (by each trial's best value
+of the sweep metric) and deletes every checkpoint of a *finished* trial outside it: trials
+stopped by ASHA, diverged or infeasible trials, and finished trials that others have beaten.
+Running trials keep theirs (they resume from them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from ray.tune import Callback
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointJanitor(Callback):
+    def __init__(self, metric: str, mode: str, keep_top_k: int) -> None:
+        self.metric, self.mode, self.keep_top_k = metric, mode, keep_top_k
+        self.best: dict[str, float] = {}
+        self.finished: dict[str, Any] = {}
+        self.deleted: set[str] = set()
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {"best": dict(self.best), "deleted": sorted(self.deleted)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best = dict(state["best"])
+        self.deleted = set(state["deleted"])
+
+    def _score(self, value: float) -> float:
+        return value if self.mode == "min" else -value
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        value = result.get(self.metric)
+        if isinstance(value, int | float) and math.isfinite(value):
+            old = self.best.get(trial.trial_id)
+            if old is None or self._score(value) < self._score(old):
+                self.best[trial.trial_id] = float(value)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished[trial.trial_id] = trial
+        self._sweep()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished[trial.trial_id] = trial
+        self._sweep()
+
+    def keepers(self) -> set[str]:
+        ranked = sorted(self.best, key=lambda tid: self._score(self.best[tid]))
+        return set(ranked[: self.keep_top_k])
+
+    def _sweep(self) -> None:
+        keep = self.keepers()
+        for trial_id, trial in self.finished.items():
+            if trial_id in keep or trial_id in self.deleted:
+                continue
+            self._delete_checkpoints(trial)
+            self.deleted.add(trial_id)
+
+    def _delete_checkpoints(self, trial: Any) -> None:
+        from pyarrow.fs import FileSelector, FileType
+
+        fs = trial.storage.storage_filesystem
+        try:
+            infos = fs.get_file_info(FileSelector(trial.path))
+        except OSError as err:
+            log.warning("cannot list %s to clean it: %s", trial.path, err)
+            return
+        for info in infos:
+            if info.type == FileType.Directory and info.base_name.startswith("checkpoint_"):
+                fs.delete_dir(info.path)
+        log.info("deleted checkpoints of %s (outside the top %d)", trial.trial_id,
+                 self.keep_top_k)

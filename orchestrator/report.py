@@ -1,0 +1,316 @@
+"""`sweep report EXPERIMENT`: one self-contained HTML page about a finished sweep.
+
+Learning curves (marking where the scheduler stopped each trial), hyperparameters vs the metric
+(parallel coordinates), hyperparameter importance (fANOVA, through optuna), the best trials,
+the compute early stopping saved, and the quality checks (fit flags, data leakage, forgetting).
+Figures are embedded as base64 PNG, so the one file can be mailed or attached as it is.
+
+>>> from orchestrator.report import write_report
+>>> write_report("~/sweep_results/quickstart-20261121-120500")  # doctest: +SKIP
+PosixPath('/root/sweep_results/quickstart-20261121-120500/report.html')
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator import report_plots as plots
+from orchestrator.config import LogUniform
+from orchestrator.quality import FORGETTING_FILE, LEAKAGE_FILE, flag_trials, forgetting_check
+from orchestrator.results import SweepResult, load_results
+from orchestrator.storage import open_storage
+
+log = logging.getLogger(__name__)
+REPORT_FILE = "report.html"
+_CSS = """body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;
+max-width:1150px;color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;
+border-bottom:1px solid #ddd;padding-bottom:.2em}table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f4f4f4}
+img{max-width:100%;height:auto}
+.note{color:#555;font-size:.9em}.warn{color:#a40000}code{background:#f4f4f4;padding:0 3px}"""
+
+
+@dataclass
+class ComputeSummary:
+    trials: int
+    stopped_early: int
+    steps_run: int  # optimizer steps every trial actually ran
+    steps_saved: int  # steps the stopped trials would still have run to their total_steps
+
+    @property
+    def fraction_saved(self) -> float:
+        return self.steps_saved / max(self.steps_run + self.steps_saved, 1)
+
+
+@dataclass
+class Importance:
+    values: dict[str, float]  # parameter -> share of variance, most important first
+    method: str
+    note: str = ""
+
+
+def compute_summary(trials: pd.DataFrame) -> ComputeSummary:
+    run = trials["last_step"].fillna(0).astype(float)
+    remaining = (trials["total_steps"].fillna(0).astype(float) - run).clip(lower=0)
+    stopped = trials["stopped_early"].astype(bool)
+    return ComputeSummary(len(trials), int(stopped.sum()), int(run.sum()),
+                          int(remaining[stopped].sum()))
+
+
+def load_histories(experiment_path: str | Path) -> dict[str, pd.DataFrame]:
+    """trial_id -> every report of that trial (a local folder or an s3:// URI)."""
+    from ray.tune import ExperimentAnalysis
+
+    experiment = open_storage(str(experiment_path))
+    analysis = ExperimentAnalysis(
+        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs
+    )
+    return dict(analysis.trial_dataframes)
+
+
+def searched_params(result: SweepResult) -> tuple[list[str], set[str]]:
+    """The trial-table columns of the searched hyperparameters, and those searched log-scale."""
+    if result.config is not None:
+        space = result.config.search_space
+        params = [k for k in space if k in result.trials.columns]
+        return params, {k for k in params if isinstance(space[k], LogUniform)}
+    params = [c for c in result.trials.columns if "." in c
+              and result.trials[c].astype(str).nunique() > 1]
+    return params, set()
+
+
+def _optuna_value(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def param_importances(trials: pd.DataFrame, params: list[str], metric_column: str, mode: str,
+                      log_params: set[str]) -> Importance:
+    """fANOVA importances on an optuna study rebuilt from the trials (their best values)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    method = "fANOVA"
+    data = trials[trials[metric_column].map(lambda v: v is not None and math.isfinite(v))]
+    if len(data) < 2:
+        return Importance({}, method, f"needs at least 2 trials with a {metric_column}; "
+                                      f"this sweep has {len(data)}")
+    varying = [p for p in params if data[p].map(_optuna_value).nunique() > 1]
+    fixed = [p for p in params if p not in varying]
+    if not varying:
+        return Importance({}, method, "no searched hyperparameter took more than one value")
+    if data[metric_column].nunique() < 2:
+        return Importance({}, method, f"every trial reached the same {metric_column}")
+    distributions: dict[str, Any] = {}
+    for p in varying:
+        column = data[p]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            low, high = float(column.min()), float(column.max())
+            distributions[p] = FloatDistribution(low, high, log=p in log_params and low > 0)
+        else:
+            distributions[p] = CategoricalDistribution(sorted(set(column.map(_optuna_value))))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+        for _, row in data.iterrows():
+            params_of_row = {p: (float(row[p]) if isinstance(distributions[p], FloatDistribution)
+                                 else _optuna_value(row[p])) for p in varying}
+            study.add_trial(optuna.trial.create_trial(
+                params=params_of_row, distributions=distributions, value=float(row[metric_column])
+            ))
+        try:
+            evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except ImportError:  # fANOVA's random forest comes from scikit-learn
+            method = "PED-ANOVA (install scikit-learn for fANOVA)"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = optuna.importance.get_param_importances(study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    notes = []
+    if len(varying) == 1:
+        notes.append(f"only {varying[0]} varied, so it carries all the importance")
+    if fixed:
+        notes.append(f"not varied, left out: {', '.join(fixed)}")
+    if len(data) < 8:
+        notes.append(f"from {len(data)} trials only: a rough estimate")
+    clean = {k: float(v) for k, v in values.items() if math.isfinite(v)}
+    return Importance(clean, method, "; ".join(notes))
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _step(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _img(png_b64: str, alt: str) -> str:
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{png_b64}">'
+
+
+def _kv(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _table(df: pd.DataFrame) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return df.to_html(index=False, escape=True, na_rep="", border=0,
+                      formatters={c: fmt for c in df.columns})
+
+
+def _summary(result: SweepResult, compute: ComputeSummary) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("experiment", result.experiment_path),
+        ("metric", f"{result.metric} ({result.mode})"),
+        ("trials", f"{compute.trials} ({compute.stopped_early} stopped early by the scheduler)"),
+        ("best trial", f"{result.best_trial_id}: {result.metric}={result.best_value:.4g} "
+                       f"(step {_step(result.best_metrics.get('step'))})"),
+    ]
+    if result.baseline_value is not None:
+        rows.append(("untrained model", f"{result.metric}={result.baseline_value:.4g}"))
+    rows += [("best config", json.dumps(result.best_config)),
+             ("best checkpoint", result.best_checkpoint),
+             ("generated", time.strftime("%Y-%m-%d %H:%M:%S"))]
+    return _kv(rows)
+
+
+def _compute_section(compute: ComputeSummary, trials: pd.DataFrame) -> str:
+    kv = _kv([("optimizer steps run (all trials)", compute.steps_run),
+              ("steps saved by early stopping", f"{compute.steps_saved} "
+               f"({compute.fraction_saved:.0%} of what running every trial to its budget "
+               "would have cost)"),
+              ("trials stopped early", f"{compute.stopped_early} of {compute.trials}")])
+    return kv + _img(plots.compute_bars(trials), "optimizer steps per trial")
+
+
+def _quality_section(trials: pd.DataFrame, leakage: dict | None,
+                     forgetting: dict | None) -> str:
+    flagged = trials[trials["overfitting"] | trials["underfitting"]]
+    parts = ['<p class="note">Overfitting: the best eval_loss came before the last evaluation, '
+             "the last is &gt;5% worse, and train_loss kept falling. Underfitting: a trial that "
+             "ran its whole budget whose eval_loss was still falling (&gt;5% over the last "
+             "third of its evaluations).</p>"]
+    if flagged.empty:
+        parts.append("<p>No trial is flagged as overfitting or underfitting.</p>")
+    else:
+        parts.append(_table(flagged[["trial_id", "overfitting", "underfitting", "fit_note"]]))
+    if leakage is not None:
+        parts.append("<h3>Data leakage (checked before the sweep)</h3>")
+        for split in leakage["splits"]:
+            share = f"{split['leaked']} of {split['size']} {split['split']} texts also occur in "
+            parts.append(f'<p class="warn">{_esc(share)}train.</p>' if split["leaked"] else
+                         f"<p>No {_esc(split['split'])} text occurs in train.</p>")
+        rows = [{"split": s["split"], "texts": s["size"], "leaked": s["leaked"],
+                 "exact": s["exact"], "normalized": s["normalized"], "near": s["near"]}
+                for s in leakage["splits"]]
+        parts.append(_table(pd.DataFrame(rows)))
+        examples = [{"split": s["split"], **e} for s in leakage["splits"] for e in s["examples"]]
+        if examples:
+            parts.append(_table(pd.DataFrame(examples)))
+    if forgetting is not None:
+        parts.append("<h3>Forgetting (general English text)</h3>")
+        if forgetting.get("skipped"):
+            parts.append(f"<p>Skipped: {_esc(forgetting['skipped'])}</p>")
+        else:
+            worse = forgetting["delta"] > 0
+            parts.append(_kv([("base model loss", f"{forgetting['base_loss']:.4f}"),
+                              ("best model loss", f"{forgetting['tuned_loss']:.4f}"),
+                              ("delta", f"{forgetting['delta']:+.4f} "
+                               f"({'worse: some forgetting' if worse else 'no forgetting'})")]))
+    return "".join(parts)
+
+
+def build_report(result: SweepResult, histories: dict[str, pd.DataFrame], *,
+                 leakage: dict | None = None, forgetting: dict | None = None,
+                 top: int = 10) -> str:
+    """The report as one HTML string."""
+    trials = result.trials
+    if "overfitting" not in trials:
+        trials = trials.merge(flag_trials(histories), on="trial_id", how="left")
+        for column in ("overfitting", "underfitting"):
+            trials[column] = trials[column].astype("boolean").fillna(False).astype(bool)
+    metric_column = f"best_{result.metric}"
+    params, log_params = searched_params(result)
+    compute = compute_summary(trials)
+    title = f"Sweep report: {Path(result.experiment_path.split('?')[0]).name}"
+    body = [f"<h1>{_esc(title)}</h1>", _summary(result, compute), "<h2>Learning curves</h2>",
+            _img(plots.learning_curves(histories, trials, result.metric, result.best_trial_id,
+                                       result.baseline_value), "learning curves")]
+    body.append("<h2>Compute: spent and saved by early stopping</h2>")
+    body.append(_compute_section(compute, trials))
+    body.append(f"<h2>Hyperparameters vs {_esc(result.metric)}</h2>")
+    if params:
+        body.append(_img(plots.parallel_coordinates(trials, params, metric_column, result.mode,
+                                                    log_params), "parallel coordinates"))
+    else:
+        body.append('<p class="note">Nothing was searched: no hyperparameters to compare.</p>')
+    importance = param_importances(trials, params, metric_column, result.mode, log_params)
+    body.append(f"<h2>Hyperparameter importance ({_esc(importance.method)})</h2>")
+    if importance.values:
+        body.append(_img(plots.importance_bars(importance.values, importance.method),
+                         "hyperparameter importance"))
+    if importance.note:
+        body.append(f'<p class="note">{_esc(importance.note)}</p>')
+    body.append(f"<h2>Best trials (top {min(top, len(trials))} of {len(trials)})</h2>")
+    shown = ["trial_id", "status", *params, metric_column, f"last_{result.metric}", "last_step",
+             "total_steps", "stopped_early", "overfitting", "underfitting"]
+    body.append(_table(trials[[c for c in shown if c in trials]].head(top)))
+    body.append("<h2>Quality checks</h2>")
+    body.append(_quality_section(trials, leakage, forgetting))
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>'
+            f"{_esc(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(experiment_path: str | Path, out: str | Path | None = None, *, top: int = 10,
+                 forgetting: bool = False, general_text: str | Path | None = None) -> Path:
+    """Read the experiment, write the HTML report, return its path.
+
+    `out` defaults to report.html in a local experiment folder (the current folder for s3://).
+    `forgetting=True` also runs `forgetting_check` on the best checkpoint (loads the base and
+    the tuned model) and keeps its result in the experiment as forgetting.json.
+    """
+    result = load_results(str(experiment_path))
+    histories = load_histories(str(experiment_path))
+    experiment = open_storage(str(experiment_path))
+    leakage = (json.loads(experiment.read_text(LEAKAGE_FILE))
+               if experiment.exists(LEAKAGE_FILE) else None)
+    forgetting_result = None
+    if forgetting:
+        assert result.config is not None  # load_results refuses experiments without one
+        texts = (Path(general_text).read_text(encoding="utf-8").splitlines()
+                 if general_text else None)
+        forgetting_result = forgetting_check(result.config, result.local_checkpoint(),
+                                             [t for t in texts if t.strip()] if texts else None)
+        experiment.write_text(json.dumps(forgetting_result, indent=2), FORGETTING_FILE)
+    elif experiment.exists(FORGETTING_FILE):
+        forgetting_result = json.loads(experiment.read_text(FORGETTING_FILE))
+    page = build_report(result, histories, leakage=leakage, forgetting=forgetting_result,
+                        top=top)
+    if out is None:
+        name = Path(experiment.root).name
+        out = Path(experiment.root) / REPORT_FILE if experiment.is_local else Path(
+            f"{name}-{REPORT_FILE}")
+    target = Path(out).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target.resolve()
