@@ -110,7 +110,10 @@ def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Cluster commands (submit/status/logs/stop/list) live in their own module."""
+    """Post-sweep and cluster commands live in their own modules."""
+    from orchestrator.cli_post import register as register_post_sweep
+
+    register_post_sweep(main)
     try:
         from orchestrator.cli_cluster import register
     except ImportError:

@@ -63,12 +63,13 @@ def evaluate_command(experiment: str, top_k: int, test_data: str | None,
     """Score the top-k trials of EXPERIMENT once on the test split; print validation and test
     metrics side by side and write test_results.json into the experiment."""
     from orchestrator.final_eval import TEST_RESULTS_FILE, evaluate_test_split
+    from orchestrator.storage import open_storage
 
     report = _run(lambda: evaluate_test_split(experiment, top_k, test_data=test_data,
                                               write=not no_write))
     click.echo(report.summary())
     if not no_write:
-        click.echo(f"Written: {report.experiment_path.rstrip('/')}/{TEST_RESULTS_FILE}")
+        click.echo(f"Written: {open_storage(report.experiment_path).uri_of(TEST_RESULTS_FILE)}")
 
 
 @click.command("soup")

@@ -43,6 +43,7 @@ def load_checkpoint_model(
     """(model, tokenizer) in eval mode. LoRA: the base model with the adapter attached."""
     tokenizer = modeling.load_tokenizer(config.model)
     num_labels = json.loads((checkpoint / SPEC_FILE).read_text()).get("num_labels")
+    model: Any
     if (checkpoint / ADAPTER_DIR).exists():
         from peft import PeftModel
 
@@ -177,21 +178,25 @@ def save_merged(model: Any, tokenizer: Any, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, int | float) else "n/a"
+
+
 def write_model_card(out: Path, info: dict[str, Any]) -> None:
     """sweep_export.json (what this model is and how it was chosen) and a README to load it."""
     (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
     auto = ("AutoModelForCausalLM" if info["task"] == "causal_lm"
             else "AutoModelForSequenceClassification")
     if info["layout"] == "adapter":
-        labels = f", num_labels={info['num_labels']}" if info.get("num_labels") else ""
+        kwargs = "".join(f", {k}={v!r}" for k, v in info["base_load_kwargs"].items())
         load = (f"from peft import PeftModel\nfrom transformers import {auto}, AutoTokenizer\n\n"
-                f"base = {auto}.from_pretrained({info['adapter_base']!r}{labels})\n"
-                "model = PeftModel.from_pretrained(base, 'THIS_FOLDER')\n"
-                "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')")
+                f"base = {auto}.from_pretrained({info['adapter_base']!r}{kwargs})\n"
+                f"model = PeftModel.from_pretrained(base, {str(out)!r})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({str(out)!r})")
     else:
         load = (f"from transformers import {auto}, AutoTokenizer\n\n"
-                f"model = {auto}.from_pretrained('THIS_FOLDER')\n"
-                "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')")
+                f"model = {auto}.from_pretrained({str(out)!r})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({str(out)!r})")
     metric = info["metric"]
     title = info.get("title", f"Trial {info.get('trial_id')} of {info['experiment']}")
     card = (f"# {title}\n\n"
@@ -199,11 +204,25 @@ def write_model_card(out: Path, info: dict[str, Any]) -> None:
             + (f" (GGUF `{info['base_model']['gguf_file']}`)" if info['base_model']['gguf_file']
                else "")
             + f"\n- task: {info['task']}, layout: {info['layout']}\n"
-            f"- selected by {metric['name']} ({metric['mode']}) on validation: "
-            f"{metric['value']}\n\n"
+            f"- validation {metric['name']}: {_number(metric['value'])} (the sweep metric; "
+            f"{metric['mode']} is better)\n\n"
             f"```python\n{load}\n```\n\nEverything else (settings, metrics): "
             f"`{EXPORT_INFO_FILE}`.\n")
     (out / "README.md").write_text(card)
+
+
+def _base_load_kwargs(config: SweepConfig, spec: dict[str, Any], tokenizer: Any
+                      ) -> dict[str, Any]:
+    """What `from_pretrained` of the base needs to rebuild the trial's model (as
+    `modeling.load_model` did): the number of labels, and a pad token id the base lacked."""
+    if config.task == "causal_lm":
+        return {}
+    from transformers import AutoConfig
+
+    kwargs: dict[str, Any] = {"num_labels": spec.get("num_labels")}
+    if AutoConfig.from_pretrained(modeling.materialize(config.model)).pad_token_id is None:
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+    return kwargs
 
 
 def export_best(
@@ -241,7 +260,9 @@ def export_best(
                 shutil.copy2(checkpoint / ADAPTER_DIR / name, folder / name)
             adapter_config = json.loads((folder / "adapter_config.json").read_text())
             info["adapter_base"] = adapter_config.get("base_model_name_or_path")
-            modeling.load_tokenizer(config.model).save_pretrained(folder)
+            tokenizer = modeling.load_tokenizer(config.model)
+            tokenizer.save_pretrained(folder)
+            info["base_load_kwargs"] = _base_load_kwargs(config, spec, tokenizer)
         else:
             model, tokenizer = load_checkpoint_model(config, checkpoint)
             if is_lora:

@@ -11,7 +11,8 @@ matrices, so ranks may differ between trials:
 
 Averaging A and B separately gives mean(B) @ mean(A) != mean(B @ A) and needs equal ranks.
 Full tensors (classifier heads and other modules_to_save; every weight of a full fine-tuning
-trial) are averaged with the normalized weights.
+trial) are averaged with the normalized weights. Memory: the base model, a copy of its adapted
+weights and the k adapters for LoRA; k full copies of the weights for full fine-tuning.
 
 Why not `PeftModel.add_weighted_adapter` (peft 0.21.2): combination_type "ties" merges the A and
 B factors separately (the trap above) and refuses differing ranks; "ties_svd" runs the same
@@ -116,11 +117,16 @@ class Pot:
         self.model = model.eval()
         self.ingredients = ingredients
         modules = sorted({name for ing in ingredients for name in ing.lora})
-        self.base = {n: model.get_submodule(n).weight.detach().clone() for n in modules}
+        self.base = {n: self._weight(n).detach().clone() for n in modules}
         self.tensor_names = sorted(ingredients[0].tensors)
         if any(sorted(ing.tensors) != self.tensor_names for ing in ingredients):
             raise ValueError("the ingredients do not have the same heads/weights; soups need "
                              "trials of the same model, task and target modules_to_save")
+
+    def _weight(self, module_name: str) -> torch.Tensor:
+        weight = self.model.get_submodule(module_name).weight
+        assert isinstance(weight, torch.Tensor), module_name
+        return weight
 
     @torch.no_grad()
     def mix(self, weights: Sequence[float], ties_density: float | None = None) -> None:
@@ -133,7 +139,7 @@ class Pot:
             factors = [ing.lora.get(name, zero) for ing, _ in members]
             update = (ties_lora(factors, ties_density) if ties_density is not None
                       else combine_lora(factors, [w for _, w in members]))
-            self.model.get_submodule(name).weight.copy_(base + update.to(base.dtype))
+            self._weight(name).copy_(base + update.to(base.dtype))
         total = sum(w for _, w in members)
         state = {}
         for name in self.tensor_names:

@@ -1,11 +1,8 @@
 """Quality checks around a sweep: data leakage before it, fit flags and forgetting after it.
 
-- `check_leakage(train, {"validation": ...})`: held-out texts that also occur in train, exactly,
-  after normalization (case, whitespace, punctuation), or as near-duplicates (character n-gram
-  Jaccard >= threshold, found exactly with prefix-filter blocking, no sampling).
-- `flag_trials(histories)`: overfitting / underfitting flags per trial, from its reports.
-- `forgetting_check(config, checkpoint_dir)`: the tuned model's plain LM loss on general English
-  text against the base model's.
+`check_leakage`: held-out texts also in train (exact, normalized, or near-duplicate);
+`flag_trials`: overfitting / underfitting per trial from its reports; `forgetting_check`: the
+tuned model's LM loss on general English text against the base model's.
 
 >>> report = check_leakage(["the cat sat", "a dog"], {"validation": ["The cat sat!", "new"]})
 >>> report.splits[0].normalized, report.leaked
@@ -36,6 +33,9 @@ if TYPE_CHECKING:
 
 LEAKAGE_FILE = "leakage.json"  # written into the experiment folder by launch()
 FORGETTING_FILE = "forgetting.json"  # written by `sweep report --forgetting`
+OVERFIT_TOLERANCE = 0.05  # last eval_loss worse than the best by more than this (relative)
+UNDERFIT_IMPROVEMENT = 0.05  # eval_loss fell by more than this over the last third of evals
+FORGETTING_TOLERANCE = 0.01  # relative change of the general-text loss counted as no change
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
 
@@ -107,74 +107,77 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", _PUNCTUATION.sub("", text.lower())).strip()
 
 
-def _shingles(normalized: str, n: int) -> frozenset[int]:
-    if len(normalized) <= n:
-        return frozenset((hash(normalized),))
-    return frozenset(hash(normalized[i : i + n]) for i in range(len(normalized) - n + 1))
-
-
-def _prefix(tokens: frozenset[int], rank: Mapping[int, int], threshold: float) -> list[int]:
-    # Prefix filtering (Bayardo et al., "All-pairs", 2007): with every set ordered rarest token
-    # first, two sets with Jaccard >= t always share a token among their first
-    # |s| - ceil(t*|s|) + 1 tokens, so probing these finds every pair: exact, not sampled.
-    keep = len(tokens) - math.ceil(threshold * len(tokens) - 1e-9) + 1
-    return sorted(tokens, key=rank.__getitem__)[:keep]
-
-
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class _TrainIndex:
+    """Train texts looked up three ways: as they are, normalized, and by character n-grams.
+
+    Near-duplicates use prefix filtering (Bayardo et al., "All-pairs", 2007): with every n-gram
+    set ordered rarest first, two sets with Jaccard >= t share one of their first
+    |s| - ceil(t*|s|) + 1 n-grams, so probing only those finds every such pair (exact, no
+    sampling), and rare n-grams keep the candidate lists short.
+    """
+
+    def __init__(self, train: Sequence[str], threshold: float, ngram: int) -> None:
+        self.train, self.threshold, self.ngram = train, threshold, ngram
+        self.exact = {t.strip(): t for t in train}
+        normalized = [normalize_text(t) for t in train]
+        self.normalized = {n: t for n, t in zip(normalized, train, strict=True) if n}
+        self.sets = [self.shingles(n) for n in normalized]
+        frequency = Counter(gram for s in self.sets for gram in s)
+        ordered = sorted(frequency.items(), key=lambda kv: (kv[1], kv[0]))
+        self.rank = {gram: i for i, (gram, _) in enumerate(ordered)}
+        self.index: dict[int, list[int]] = defaultdict(list)
+        for i, grams in enumerate(self.sets):
+            for gram in self.prefix(grams):
+                self.index[gram].append(i)
+
+    def shingles(self, normalized: str) -> frozenset[int]:
+        n = self.ngram
+        if len(normalized) <= n:
+            return frozenset((hash(normalized),)) if normalized else frozenset()
+        return frozenset(hash(normalized[i : i + n]) for i in range(len(normalized) - n + 1))
+
+    def prefix(self, grams: frozenset[int]) -> list[int]:
+        keep = len(grams) - math.ceil(self.threshold * len(grams) - 1e-9) + 1
+        # N-grams no train text has rank first: any fixed total order keeps the filter exact.
+        return sorted(grams, key=lambda g: self.rank.get(g, -1))[:keep]
+
+    def match(self, text: str) -> tuple[str, float, str] | None:
+        """(kind, similarity, train text) of the closest train text, None if none is close."""
+        if text.strip() in self.exact:
+            return "exact", 1.0, self.exact[text.strip()]
+        norm = normalize_text(text)
+        if norm in self.normalized:
+            return "normalized", 1.0, self.normalized[norm]
+        grams = self.shingles(norm)
+        # Length filter: J >= t needs t*|a| <= |b| <= |a|/t (slack for float rounding).
+        low, high = self.threshold * len(grams) - 1e-9, len(grams) / self.threshold + 1e-9
+        best, best_i = 0.0, -1
+        for i in {i for gram in self.prefix(grams) for i in self.index[gram]}:
+            other = self.sets[i]
+            if low <= len(other) <= high and len(grams & other) / len(grams | other) > best:
+                best, best_i = len(grams & other) / len(grams | other), i
+        return ("near", best, self.train[best_i]) if best >= self.threshold else None
+
+
 def check_leakage(
-    train_texts: Sequence[str],
-    held_out: Mapping[str, Sequence[str]],
-    *,
-    threshold: float = 0.9,
-    ngram: int = 5,
-    max_examples: int = 5,
+    train_texts: Sequence[str], held_out: Mapping[str, Sequence[str]], *,
+    threshold: float = 0.9, ngram: int = 5, max_examples: int = 5,
 ) -> LeakageReport:
     """Count held-out texts that also occur in train; each is counted once, by its closest kind.
 
-    10k train x 1k held-out tweets take well under a second (tests/report/test_quality.py).
+    10k train x 1k held-out texts take about a second (tests/report/test_quality.py).
     """
     started = time.perf_counter()
-    exact = {t.strip(): t for t in train_texts}
-    normalized_train = [normalize_text(t) for t in train_texts]
-    by_normalized = {n: t for n, t in zip(normalized_train, train_texts, strict=True) if n}
-    train_sets = [_shingles(n, ngram) if n else frozenset() for n in normalized_train]
-    held_sets = {name: [_shingles(normalize_text(t), ngram) for t in texts]
-                 for name, texts in held_out.items()}
-    frequency = Counter(tok for s in train_sets for tok in s)
-    frequency.update(tok for sets in held_sets.values() for s in sets for tok in s)
-    rank = {tok: i for i, (tok, _) in enumerate(sorted(frequency.items(),
-                                                       key=lambda kv: (kv[1], kv[0])))}
-    index: dict[int, list[int]] = defaultdict(list)
-    for i, s in enumerate(train_sets):
-        for tok in _prefix(s, rank, threshold) if s else ():
-            index[tok].append(i)
+    index = _TrainIndex(train_texts, threshold, ngram)
     splits = []
     for name, texts in held_out.items():
         result = SplitLeakage(split=name, size=len(texts))
-        for text, tokens in zip(texts, held_sets[name], strict=True):
-            norm = normalize_text(text)
-            found: tuple[str, float, str] | None = None
-            if text.strip() in exact:
-                found = ("exact", 1.0, exact[text.strip()])
-            elif norm and norm in by_normalized:
-                found = ("normalized", 1.0, by_normalized[norm])
-            elif norm:
-                candidates = {i for tok in _prefix(tokens, rank, threshold) for i in index[tok]}
-                # Length filter: J >= t needs t*|a| <= |b| <= |a|/t (slack for float rounding).
-                low, high = threshold * len(tokens) - 1e-9, len(tokens) / threshold + 1e-9
-                best, best_i = 0.0, -1
-                for i in candidates:
-                    other = train_sets[i]
-                    if low <= len(other) <= high:
-                        similarity = len(tokens & other) / len(tokens | other)
-                        if similarity > best:
-                            best, best_i = similarity, i
-                if best >= threshold:
-                    found = ("near", best, train_texts[best_i])
+        for text in texts:
+            found = index.match(text)
             if found is None:
                 continue
             kind, similarity, train_text = found
@@ -190,11 +193,10 @@ def check_leakage(
 
 def check_data_leakage(data: PreparedData, threshold: float = 0.9) -> LeakageReport:
     """`check_leakage` on the splits a sweep prepared (test too, once `PreparedData` keeps it)."""
-    held_out = {"validation": data.raw_validation_texts}
-    test_texts = getattr(data, "raw_test_texts", None)
-    if test_texts:
-        held_out["test"] = test_texts
-    return check_leakage(data.raw_train_texts, held_out, threshold=threshold)
+    held_out = {"validation": data.raw_validation_texts,
+                "test": getattr(data, "raw_test_texts", None) or []}
+    return check_leakage(data.raw_train_texts, {k: v for k, v in held_out.items() if v},
+                         threshold=threshold)
 
 
 def format_leakage_warning(report: LeakageReport) -> str:
@@ -235,8 +237,8 @@ def enforce_leakage_policy(report: LeakageReport, refuse_on_leakage: bool) -> No
 
 
 def fit_flags(
-    history: pd.DataFrame, *, overfit_tolerance: float = 0.05,
-    underfit_improvement: float = 0.05, min_evaluations: int = 3,
+    history: pd.DataFrame, *, overfit_tolerance: float = OVERFIT_TOLERANCE,
+    underfit_improvement: float = UNDERFIT_IMPROVEMENT, min_evaluations: int = 3,
 ) -> dict[str, Any]:
     """Flags from one trial's reports (columns eval_loss, train_loss, step, total_steps).
 
@@ -249,7 +251,7 @@ def fit_flags(
     Both need `min_evaluations` finite eval_loss values.
     """
     flags: dict[str, Any] = {"overfitting": False, "underfitting": False, "fit_note": ""}
-    if history.empty or not {"eval_loss", "step"} <= set(history.columns):
+    if not {"eval_loss", "step"} <= set(history.columns):
         return flags
     h = history.dropna(subset=["eval_loss", "step"]).drop_duplicates("step", keep="last")
     h = h[h["eval_loss"].map(math.isfinite)].sort_values("step").reset_index(drop=True)
@@ -306,7 +308,8 @@ def forgetting_check(
     """Plain LM loss (mean over tokens) of the base and the tuned model on general text.
 
     `delta = tuned_loss - base_loss`: above 0, fine-tuning made the model worse at general
-    English (forgetting). `checkpoint_dir` is a local folder (`SweepResult.local_checkpoint()`).
+    English; `forgetting` is True when that is more than FORGETTING_TOLERANCE of the base loss.
+    `checkpoint_dir` is a local folder (`SweepResult.local_checkpoint()`).
     Classifiers have no LM head to compare, so they are skipped with a reason.
     """
     if config.task != "causal_lm":
@@ -317,27 +320,23 @@ def forgetting_check(
     from trainables import modeling
     from trainables.evaluation import evaluate
 
-    texts = list(texts) if texts is not None else general_texts()
     tokenizer = modeling.load_tokenizer(config.model)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    examples = []
-    for text in texts:
-        ids = (tokenizer(text, add_special_tokens=False)["input_ids"] + eos)[:max_length]
-        if len(ids) > 1:
-            examples.append({"input_ids": ids, "labels": ids})
+    encoded = [(tokenizer(t, add_special_tokens=False)["input_ids"] + eos)[:max_length]
+               for t in (general_texts() if texts is None else texts)]
+    examples = [{"input_ids": ids, "labels": ids} for ids in encoded if len(ids) > 1]
     if not examples:
         raise ValueError("forgetting_check: no text long enough to score; give longer texts")
 
     def lm_loss(model: Any) -> float:
-        metrics = evaluate(model, examples, task="causal_lm", batch_size=batch_size,
-                           pad_id=int(tokenizer.pad_token_id), device=model.device)
-        return float(metrics["eval_loss"])
+        return float(evaluate(model.eval(), examples, task="causal_lm", batch_size=batch_size,
+                              pad_id=int(tokenizer.pad_token_id), device=model.device)["eval_loss"])
 
-    base = modeling.load_model(config.model, "causal_lm", pad_token_id=tokenizer.pad_token_id)
-    base_loss = lm_loss(base.eval())
-    del base
-    tuned, _ = load_checkpoint_model(config, Path(checkpoint_dir))
-    tuned_loss = lm_loss(tuned)
+    # One model in memory at a time: the base first (attaching the adapter changes it in place).
+    base_loss = lm_loss(modeling.load_model(config.model, "causal_lm",
+                                            pad_token_id=tokenizer.pad_token_id))
+    tuned_loss = lm_loss(load_checkpoint_model(config, Path(checkpoint_dir))[0])
+    relative = (tuned_loss - base_loss) / base_loss
     return {"base_loss": base_loss, "tuned_loss": tuned_loss, "delta": tuned_loss - base_loss,
-            "relative_delta": (tuned_loss - base_loss) / base_loss, "texts": len(examples),
-            "tokens": sum(len(e["input_ids"]) - 1 for e in examples)}
+            "relative_delta": relative, "forgetting": relative > FORGETTING_TOLERANCE,
+            "texts": len(examples), "tokens": sum(len(e["input_ids"]) - 1 for e in examples)}

@@ -15,9 +15,7 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,15 @@ import pandas as pd
 
 from orchestrator import report_plots as plots
 from orchestrator.config import LogUniform
-from orchestrator.quality import FORGETTING_FILE, LEAKAGE_FILE, flag_trials, forgetting_check
+from orchestrator.quality import (
+    FORGETTING_FILE,
+    FORGETTING_TOLERANCE,
+    LEAKAGE_FILE,
+    OVERFIT_TOLERANCE,
+    UNDERFIT_IMPROVEMENT,
+    flag_trials,
+    forgetting_check,
+)
 from orchestrator.results import SweepResult, load_results
 from orchestrator.storage import open_storage
 
@@ -50,13 +56,6 @@ class ComputeSummary:
     @property
     def fraction_saved(self) -> float:
         return self.steps_saved / max(self.steps_run + self.steps_saved, 1)
-
-
-@dataclass
-class Importance:
-    values: dict[str, float]  # parameter -> share of variance, most important first
-    method: str
-    note: str = ""
 
 
 def compute_summary(trials: pd.DataFrame) -> ComputeSummary:
@@ -87,66 +86,6 @@ def searched_params(result: SweepResult) -> tuple[list[str], set[str]]:
     params = [c for c in result.trials.columns if "." in c
               and result.trials[c].astype(str).nunique() > 1]
     return params, set()
-
-
-def _optuna_value(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool) else json.dumps(value)
-
-
-def param_importances(trials: pd.DataFrame, params: list[str], metric_column: str, mode: str,
-                      log_params: set[str]) -> Importance:
-    """fANOVA importances on an optuna study rebuilt from the trials (their best values)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    method = "fANOVA"
-    data = trials[trials[metric_column].map(lambda v: v is not None and math.isfinite(v))]
-    if len(data) < 2:
-        return Importance({}, method, f"needs at least 2 trials with a {metric_column}; "
-                                      f"this sweep has {len(data)}")
-    varying = [p for p in params if data[p].map(_optuna_value).nunique() > 1]
-    fixed = [p for p in params if p not in varying]
-    if not varying:
-        return Importance({}, method, "no searched hyperparameter took more than one value")
-    if data[metric_column].nunique() < 2:
-        return Importance({}, method, f"every trial reached the same {metric_column}")
-    distributions: dict[str, Any] = {}
-    for p in varying:
-        column = data[p]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            low, high = float(column.min()), float(column.max())
-            distributions[p] = FloatDistribution(low, high, log=p in log_params and low > 0)
-        else:
-            distributions[p] = CategoricalDistribution(sorted(set(column.map(_optuna_value))))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
-        for _, row in data.iterrows():
-            params_of_row = {p: (float(row[p]) if isinstance(distributions[p], FloatDistribution)
-                                 else _optuna_value(row[p])) for p in varying}
-            study.add_trial(optuna.trial.create_trial(
-                params=params_of_row, distributions=distributions, value=float(row[metric_column])
-            ))
-        try:
-            evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        except ImportError:  # fANOVA's random forest comes from scikit-learn
-            method = "PED-ANOVA (install scikit-learn for fANOVA)"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                values = optuna.importance.get_param_importances(study)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    notes = []
-    if len(varying) == 1:
-        notes.append(f"only {varying[0]} varied, so it carries all the importance")
-    if fixed:
-        notes.append(f"not varied, left out: {', '.join(fixed)}")
-    if len(data) < 8:
-        notes.append(f"from {len(data)} trials only: a rough estimate")
-    clean = {k: float(v) for k, v in values.items() if math.isfinite(v)}
-    return Importance(clean, method, "; ".join(notes))
 
 
 # --- HTML -------------------------------------------------------------------------------------
@@ -206,9 +145,10 @@ def _quality_section(trials: pd.DataFrame, leakage: dict | None,
                      forgetting: dict | None) -> str:
     flagged = trials[trials["overfitting"] | trials["underfitting"]]
     parts = ['<p class="note">Overfitting: the best eval_loss came before the last evaluation, '
-             "the last is &gt;5% worse, and train_loss kept falling. Underfitting: a trial that "
-             "ran its whole budget whose eval_loss was still falling (&gt;5% over the last "
-             "third of its evaluations).</p>"]
+             f"the last is more than {OVERFIT_TOLERANCE:.0%} worse, and train_loss kept falling. "
+             "Underfitting: a trial that ran its whole budget whose eval_loss was still falling "
+             f"(by more than {UNDERFIT_IMPROVEMENT:.0%} over the last third of its "
+             "evaluations).</p>"]
     if flagged.empty:
         parts.append("<p>No trial is flagged as overfitting or underfitting.</p>")
     else:
@@ -231,11 +171,14 @@ def _quality_section(trials: pd.DataFrame, leakage: dict | None,
         if forgetting.get("skipped"):
             parts.append(f"<p>Skipped: {_esc(forgetting['skipped'])}</p>")
         else:
-            worse = forgetting["delta"] > 0
+            relative = forgetting["delta"] / forgetting["base_loss"]
+            verdict = ("worse on general text: some forgetting" if relative > FORGETTING_TOLERANCE
+                       else "better on general text" if relative < -FORGETTING_TOLERANCE
+                       else "about the same: no sign of forgetting")
             parts.append(_kv([("base model loss", f"{forgetting['base_loss']:.4f}"),
                               ("best model loss", f"{forgetting['tuned_loss']:.4f}"),
-                              ("delta", f"{forgetting['delta']:+.4f} "
-                               f"({'worse: some forgetting' if worse else 'no forgetting'})")]))
+                              ("delta", f"{forgetting['delta']:+.4f} ({relative:+.1%}): "
+                                        f"{verdict}")]))
     return "".join(parts)
 
 
@@ -263,7 +206,8 @@ def build_report(result: SweepResult, histories: dict[str, pd.DataFrame], *,
                                                     log_params), "parallel coordinates"))
     else:
         body.append('<p class="note">Nothing was searched: no hyperparameters to compare.</p>')
-    importance = param_importances(trials, params, metric_column, result.mode, log_params)
+    importance = plots.param_importances(trials, params, metric_column, result.mode,
+                                         log_params)
     body.append(f"<h2>Hyperparameter importance ({_esc(importance.method)})</h2>")
     if importance.values:
         body.append(_img(plots.importance_bars(importance.values, importance.method),

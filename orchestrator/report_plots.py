@@ -1,4 +1,5 @@
-"""The report's figures, drawn with matplotlib and returned as base64 PNG for `<img src=data:>`.
+"""The report's figures (base64 PNG for `<img src=data:>`), and the importance numbers that
+one of them shows.
 
 Figures are built with `matplotlib.figure.Figure` directly (no pyplot): no global state, no
 display backend, safe to call from any thread.
@@ -10,7 +11,9 @@ import base64
 import io
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,73 @@ import pandas as pd
 
 _BEST_COLOR, _STOP_COLOR = "#111111", "#d62728"
 _MAX_LEGEND_TRIALS = 12
+
+
+@dataclass
+class Importance:
+    values: dict[str, float]  # parameter -> share of variance, most important first
+    method: str
+    note: str = ""
+
+
+def _optuna_value(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def param_importances(trials: pd.DataFrame, params: list[str], metric_column: str, mode: str,
+                      log_params: set[str]) -> Importance:
+    """fANOVA importances on an optuna study rebuilt from the trials (their best values)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    method = "fANOVA"
+    data = trials[trials[metric_column].map(lambda v: v is not None and math.isfinite(v))]
+    if len(data) < 2:
+        return Importance({}, method, f"needs at least 2 trials with a {metric_column}; "
+                                      f"this sweep has {len(data)}")
+    varying = [p for p in params if data[p].map(_optuna_value).nunique() > 1]
+    fixed = [p for p in params if p not in varying]
+    if not varying:
+        return Importance({}, method, "no searched hyperparameter took more than one value")
+    if data[metric_column].nunique() < 2:
+        return Importance({}, method, f"every trial reached the same {metric_column}")
+    distributions: dict[str, Any] = {}
+    for p in varying:
+        column = data[p]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            low, high = float(column.min()), float(column.max())
+            distributions[p] = FloatDistribution(low, high, log=p in log_params and low > 0)
+        else:
+            distributions[p] = CategoricalDistribution(sorted(set(column.map(_optuna_value))))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+        for _, row in data.iterrows():
+            params_of_row = {p: (float(row[p]) if isinstance(distributions[p], FloatDistribution)
+                                 else _optuna_value(row[p])) for p in varying}
+            study.add_trial(optuna.trial.create_trial(
+                params=params_of_row, distributions=distributions, value=float(row[metric_column])
+            ))
+        try:
+            evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except ImportError:  # fANOVA's random forest comes from scikit-learn
+            method = "PED-ANOVA (install scikit-learn for fANOVA)"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = optuna.importance.get_param_importances(study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    notes = []
+    if len(varying) == 1:
+        notes.append(f"only {varying[0]} varied, so it carries all the importance")
+    if fixed:
+        notes.append(f"not varied, left out: {', '.join(fixed)}")
+    if len(data) < 8:
+        notes.append(f"from {len(data)} trials only: a rough estimate")
+    clean = {k: float(v) for k, v in values.items() if math.isfinite(v)}
+    return Importance(clean, method, "; ".join(notes))
 
 
 def _figure(width: float, height: float) -> Any:

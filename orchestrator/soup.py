@@ -3,6 +3,7 @@
     uniform  W = W0 + sum_i delta_W_i / k                       (Wortsman et al. 2022)
     greedy   the same over a subset: ingredients in order of validation metric, starting with
              the best; the next one stays only if the soup's validation metric improves
+             (strictly: the paper also keeps equal scores), so it never ends worse than the best
     ties     W = W0 + TIES(delta_W_1, ..., delta_W_k)           (Yadav et al. 2023)
 
 delta_W_i = scale_i * B_i @ A_i is trial i's exact LoRA update (ranks may differ); how updates
@@ -17,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +28,9 @@ from orchestrator.final_eval import EvalData, load_eval_data, side_by_side
 from orchestrator.merging import Pot, load_pot
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR
+
+if TYPE_CHECKING:
+    from orchestrator.results import SweepResult
 
 METHODS = ("uniform", "greedy", "ties")
 
@@ -72,6 +76,9 @@ class SoupResult:
                                                            strict=True))
         lines = [f"Soup ({self.method}) of the top {len(self.ingredients)} trials by "
                  f"{self.metric} ({self.mode}): {weights}", table]
+        for step in self.greedy_steps[1:]:
+            lines.append(f"  greedy: with {step['trial_id']} {self.metric}="
+                         f"{step[self.metric]:.4f} -> {'kept' if step['kept'] else 'left out'}")
         if self.test is None:
             lines.append("(no test split: set data.test or pass --test FILE for test metrics)")
         if self.out is not None:
@@ -107,7 +114,7 @@ def _greedy(pot: Pot, data: EvalData, metric: str, mode: str, start: dict[str, f
 
 
 def make_soup(
-    experiment: Any,
+    experiment: SweepResult | str | Path,
     top_k: int = 3,
     method: str = "uniform",
     *,

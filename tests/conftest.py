@@ -11,11 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # for tests/tiny_models.py
 
+from sweep_helpers import DATES, ROOT, SHARED_DATA, lm_config  # noqa: E402,F401  (re-exported)
 from tiny_models import make_tiny_causal_lm, make_tiny_encoder  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-DATES = ROOT / "examples" / "data" / "dates"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -45,32 +42,6 @@ def sentiment_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 f.write(json.dumps({"sentence": text, "label": label}) + "\n")
         paths[split] = str(path)
     return paths
-
-
-def lm_config(model_dir: Path, **overrides: object) -> dict:
-    """A small causal-LM sweep config on the quickstart's date data."""
-    config: dict = {
-        "task": "causal_lm",
-        "model": {"path": str(model_dir)},
-        "data": {
-            "train": str(DATES / "train.jsonl"),
-            "validation": str(DATES / "validation.jsonl"),
-            "prompt_template": "Write {date} in words:",
-            "completion_template": " {words}",
-            "max_length": 64,
-            "max_train_examples": 400,
-        },
-        "train": {"batch_size": 8, "max_steps": 20, "eval_every_steps": 5, "seed": 0},
-        "lora": {"r": 4, "alpha": 8, "target_modules": "all-linear"},
-        "search_space": {"train.learning_rate": {"type": "loguniform", "low": 1e-4,
-                                                 "high": 3e-2}},
-        "scheduler": {"grace_period": 5, "reduction_factor": 2},
-        "num_samples": 4,
-        "baseline": True,
-    }
-    for key, value in overrides.items():
-        config[key] = value
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -70,9 +70,17 @@ def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[di
             f"data.{field_name}: cannot read {path.name!r}; use one of {sorted(_FORMATS)} "
             "or a {text, labels} pair of line files"
         )
+    with path.open("rb") as head:
+        if not head.read(4096).strip():
+            return []  # reported as an empty split by the caller
     from datasets import load_dataset
 
-    return list(load_dataset(fmt, data_files=str(path), split="train"))
+    try:
+        return list(load_dataset(fmt, data_files=str(path), split="train"))
+    except Exception as err:  # a parse error deep in pyarrow: say which file and field
+        raise DataError(
+            f"data.{field_name}: cannot read {str(path)!r} as {fmt}: {err}; check the file"
+        ) from None
 
 
 def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:

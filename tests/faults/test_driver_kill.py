@@ -2,7 +2,10 @@
 
 The sweep runs one trial at a time with a seeded searcher, so an uninterrupted run is exactly
 reproducible; the resumed run must end with the same trials, the same stop/continue decisions
-(ASHA's rung records survive) and no finished trial re-run.
+and no finished trial re-run. Two variants, each failing if its state were lost:
+- grid, good learning rates first: the later, bad trials are stopped at the first rung only if
+  ASHA's rung records from before the kill survive;
+- hyperopt: the configs suggested after the resume match only if TPE's history survives.
 """
 
 from __future__ import annotations
@@ -16,21 +19,36 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import lm_config
 from ledger import read_ledger
+from sweep_helpers import lm_config
 
 pytestmark = pytest.mark.integration
 
 
-def _config(tiny_lm_dir: Path, storage: Path, name: str) -> dict:
+VARIANTS = {
+    "asha-rungs": {
+        "search_space": {"train.learning_rate": {
+            "type": "grid", "values": [3e-2, 1e-2, 1e-5, 2e-5, 3e-5, 5e-3]}},
+        "search": {"algorithm": "grid", "max_concurrent_trials": 1},
+        "num_samples": 1,
+    },
+    "tpe-history": {
+        "search_space": {"train.learning_rate": {
+            "type": "loguniform", "low": 1e-5, "high": 3e-2}},
+        "search": {"algorithm": "hyperopt", "seed": 3, "max_concurrent_trials": 1,
+                   "n_initial_points": 2},
+        "num_samples": 6,
+    },
+}
+
+
+def _config(tiny_lm_dir: Path, storage: Path, name: str, variant: str) -> dict:
     return lm_config(
         tiny_lm_dir, name=name, storage_path=str(storage),
         train={"batch_size": 8, "max_steps": 20, "eval_every_steps": 5, "seed": 0},
-        search_space={"train.learning_rate": {"type": "loguniform", "low": 1e-5, "high": 3e-2}},
-        search={"algorithm": "hyperopt", "seed": 3, "max_concurrent_trials": 1,
-                "n_initial_points": 2},
         scheduler={"type": "asha", "grace_period": 5, "reduction_factor": 2},
-        num_samples=6, baseline=False, keep_checkpoints_per_trial=2,
+        baseline=False, keep_checkpoints_per_trial=2, keep_top_k_trials=None,
+        **VARIANTS[variant],
     )
 
 
@@ -45,13 +63,14 @@ def _decisions(experiment: Path) -> list[tuple[str, list[int]]]:
     return sorted((r.key, sorted(set(r.steps))) for r in ledger.values())
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_resume_after_driver_sigkill_matches_uninterrupted_run(
-    tiny_lm_dir: Path, tmp_path: Path
+    tiny_lm_dir: Path, tmp_path: Path, variant: str
 ) -> None:
     storage = tmp_path / "out"
     ref_yaml, cut_yaml = tmp_path / "ref.yaml", tmp_path / "cut.yaml"
-    ref_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "reference")))
-    cut_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "interrupted")))
+    ref_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "reference", variant)))
+    cut_yaml.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "interrupted", variant)))
 
     ref = _sweep("run", str(ref_yaml), "--address", "local")
     out, _ = ref.communicate(timeout=600)

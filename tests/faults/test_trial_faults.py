@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import chaos
 import cloudpickle
 import pytest
-from conftest import lm_config
 from ledger import read_ledger
+from sweep_helpers import lm_config
 
-import chaos
 import trainables
 from orchestrator import launch
 

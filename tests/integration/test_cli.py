@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import lm_config
+from sweep_helpers import lm_config
 
 
 def _sweep(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import lm_config
+from sweep_helpers import lm_config
 
 pytestmark = pytest.mark.integration
 

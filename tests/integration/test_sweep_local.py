@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import lm_config
+from sweep_helpers import lm_config
 
 from orchestrator import launch, load_results
 from trainables.checkpointing import ADAPTER_DIR

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, lm_config
+from sweep_helpers import ROOT, lm_config
 
 from orchestrator.loading import load_config
 from orchestrator.preflight import build_plan
