@@ -158,7 +158,8 @@ class SweepConfig(StrictModel):
         "~/sweep_results", description="Local/NFS folder or s3://bucket/prefix."
     )
     keep_checkpoints_per_trial: int = Field(
-        2, ge=1, description="Per trial, the best N checkpoints by the metric are kept."
+        2, ge=1, description="Per trial, the best N checkpoints by the metric are kept "
+        "(pbt keeps all while trials run: donors' checkpoints must outlive their use)."
     )
     keep_top_k_trials: int | None = Field(
         5, ge=1, description="Experiment-wide: finished trials outside the best k lose their "

@@ -115,7 +115,11 @@ def build_tuner(
             name=config.name,
             storage_path=storage.uri,
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=config.keep_checkpoints_per_trial,
+                # PBT restores a bottom trial from a donor's checkpoint some time after it was
+                # written; pruning by count would delete it first. Finished trials are still
+                # pruned experiment-wide by the janitor.
+                num_to_keep=None if config.scheduler.type == "pbt"
+                else config.keep_checkpoints_per_trial,
                 checkpoint_score_attribute=config.metric,
                 checkpoint_score_order=mode,
             ),

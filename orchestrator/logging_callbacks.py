@@ -11,19 +11,24 @@ The `logging:` section of a sweep config:
 >>> callbacks = build_logging_callbacks(LoggingConfig())
 >>> [type(c).__name__ for c in callbacks]
 ['CSVLoggerCallback', 'JsonLoggerCallback', 'StepTBXLoggerCallback']
+
+The sweep config imports this module for `LoggingConfig`, so Ray is imported only when the
+callbacks are built (the two TensorBoard classes below are made on first use).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from ray.tune import Callback
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
 from trainables.config import StrictModel
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
 
 MLFLOW_INSTALL_HINT = "pip install mlflow"
 
@@ -65,32 +70,48 @@ class LoggingConfig(StrictModel):
     )
 
 
-class StepTBXLoggerCallback(TBXLoggerCallback):
-    """Ray's TensorBoard logger, with the optimizer step as x axis instead of the report count,
-    so curves of trials with different eval intervals (or resumed ones) line up."""
+@functools.cache
+def _tensorboard_classes() -> dict[str, type]:
+    from ray.tune.logger import TBXLoggerCallback
 
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        if "step" in result and result.get("timesteps_total") is None:
-            result = {**result, "timesteps_total": result["step"]}
-        super().log_trial_result(iteration, trial, result)
+    class StepTBXLoggerCallback(TBXLoggerCallback):
+        """Ray's TensorBoard logger with the optimizer step as x axis instead of the report
+        count, so trials with different eval intervals (or resumed ones) line up."""
+
+        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            if "step" in result and result.get("timesteps_total") is None:
+                result = {**result, "timesteps_total": result["step"]}
+            super().log_trial_result(iteration, trial, result)
+
+    class NoTensorBoard(TBXLoggerCallback):
+        """Inert stand-in. Ray adds a TensorBoard logger by itself whenever tensorboardX is
+        installed and no TBXLoggerCallback is given; handing it this one is how
+        `tensorboard: false` holds."""
+
+        def __init__(self) -> None:  # no writers, no tensorboardX import
+            pass
+
+        def log_trial_start(self, trial: Any) -> None:
+            pass
+
+        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            pass
+
+        def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+            pass
+
+    classes: dict[str, type] = {"StepTBXLoggerCallback": StepTBXLoggerCallback,
+                                "NoTensorBoard": NoTensorBoard}
+    for name, cls in classes.items():  # pickled by reference, found through __getattr__
+        cls.__module__, cls.__qualname__ = __name__, name
+    return classes
 
 
-class _NoTensorBoard(TBXLoggerCallback):
-    """Inert stand-in. Ray adds a TensorBoard logger by itself whenever tensorboardX is
-    installed and no TBXLoggerCallback is given; handing it this one is how
-    `tensorboard: false` holds."""
-
-    def __init__(self) -> None:  # no writers, no tensorboardX import
-        pass
-
-    def log_trial_start(self, trial: Any) -> None:
-        pass
-
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        pass
-
-    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        pass
+def __getattr__(name: str) -> Any:
+    """`StepTBXLoggerCallback` and `NoTensorBoard`, made (and Ray imported) on first use."""
+    if name in ("StepTBXLoggerCallback", "NoTensorBoard"):
+        return _tensorboard_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_logging(logging_config: LoggingConfig) -> list[str]:
@@ -114,8 +135,12 @@ def build_logging_callbacks(
     result.json they write, so they are not left to Ray's implicit defaults.
     `experiment_name` is the MLflow experiment when `logging.mlflow.experiment_name` is unset.
     """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    tensorboard = _tensorboard_classes()
     callbacks: list[Callback] = [CSVLoggerCallback(), JsonLoggerCallback()]
-    callbacks.append(StepTBXLoggerCallback() if logging_config.tensorboard else _NoTensorBoard())
+    callbacks.append(tensorboard["StepTBXLoggerCallback" if logging_config.tensorboard
+                                 else "NoTensorBoard"]())
     mlflow = logging_config.mlflow
     if mlflow is not None:
         if importlib.util.find_spec("mlflow") is None:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import Field
 
-from orchestrator.loading import ConfigError
 from trainables.config import StrictModel
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class QualityConfig(StrictModel):
 # --- data leakage -----------------------------------------------------------------------------
 
 
-class LeakageError(ConfigError):
+class LeakageError(ValueError):
     """Held-out texts leak into train and the config asks to refuse such sweeps."""
 
 
@@ -227,9 +226,9 @@ def enforce_leakage_policy(report: LeakageReport, refuse_on_leakage: bool) -> No
     """Raise `LeakageError` when there is leakage and the config refuses it."""
     if refuse_on_leakage and report.leaked:
         raise LeakageError(
-            [f"quality.refuse_on_leakage: {format_leakage_warning(report)}\n    To run anyway, "
-             "set quality.refuse_on_leakage: false (--set quality.refuse_on_leakage=false)"],
-            "data",
+            f"{format_leakage_warning(report)}\nThe sweep was not started "
+            "(quality.refuse_on_leakage: true); to run it anyway, set "
+            "quality.refuse_on_leakage: false (--set quality.refuse_on_leakage=false)"
         )
 
 
@@ -290,6 +289,15 @@ def flag_trials(histories: Mapping[str, pd.DataFrame], **thresholds: Any) -> pd.
     rows = [{"trial_id": trial_id, **fit_flags(history, **thresholds)}
             for trial_id, history in histories.items()]
     return pd.DataFrame(rows, columns=["trial_id", "overfitting", "underfitting", "fit_note"])
+
+
+def add_fit_flags(trials: pd.DataFrame, histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """`trials` (one row per trial_id) with the `flag_trials` columns; no history: no flags."""
+    out = trials.merge(flag_trials(histories), on="trial_id", how="left")
+    for column in ("overfitting", "underfitting"):
+        out[column] = out[column].astype("boolean").fillna(False).astype(bool)
+    out["fit_note"] = out["fit_note"].fillna("")
+    return out
 
 
 # --- catastrophic forgetting ------------------------------------------------------------------

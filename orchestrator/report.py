@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,12 @@ from orchestrator.quality import (
     LEAKAGE_FILE,
     OVERFIT_TOLERANCE,
     UNDERFIT_IMPROVEMENT,
-    flag_trials,
+    add_fit_flags,
     forgetting_check,
 )
 from orchestrator.results import SweepResult, load_results
 from orchestrator.storage import open_storage
 
-log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 _CSS = """body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;
 max-width:1150px;color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;
@@ -187,10 +185,8 @@ def build_report(result: SweepResult, histories: dict[str, pd.DataFrame], *,
                  top: int = 10) -> str:
     """The report as one HTML string."""
     trials = result.trials
-    if "overfitting" not in trials:
-        trials = trials.merge(flag_trials(histories), on="trial_id", how="left")
-        for column in ("overfitting", "underfitting"):
-            trials[column] = trials[column].astype("boolean").fillna(False).astype(bool)
+    if "overfitting" not in trials:  # load_results adds them once integrated
+        trials = add_fit_flags(trials, histories)
     metric_column = f"best_{result.metric}"
     params, log_params = searched_params(result)
     compute = compute_summary(trials)
@@ -241,10 +237,9 @@ def write_report(experiment_path: str | Path, out: str | Path | None = None, *, 
     forgetting_result = None
     if forgetting:
         assert result.config is not None  # load_results refuses experiments without one
-        texts = (Path(general_text).read_text(encoding="utf-8").splitlines()
-                 if general_text else None)
-        forgetting_result = forgetting_check(result.config, result.local_checkpoint(),
-                                             [t for t in texts if t.strip()] if texts else None)
+        texts = None if general_text is None else [
+            t for t in Path(general_text).read_text(encoding="utf-8").splitlines() if t.strip()]
+        forgetting_result = forgetting_check(result.config, result.local_checkpoint(), texts)
         experiment.write_text(json.dumps(forgetting_result, indent=2), FORGETTING_FILE)
     elif experiment.exists(FORGETTING_FILE):
         forgetting_result = json.loads(experiment.read_text(FORGETTING_FILE))

@@ -123,3 +123,30 @@ def test_diverging_loss_raises(tiny_lm_dir: Path, tmp_path: Path, monkeypatch) -
     plan = _plan(lm_config(tiny_lm_dir))
     with pytest.raises(DivergedError, match="diverged"):
         _run(plan, tmp_path, learning_rate=1e-3)
+
+
+def test_bf16_and_gradient_checkpointing_on_cpu(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    plan = _plan(lm_config(tiny_lm_dir))
+    reports = _run(plan, tmp_path, learning_rate=1e-2, precision="bf16",
+                   gradient_checkpointing=True, max_steps=10)
+    assert [r["step"] for r in reports] == [5, 10]
+    assert all(math.isfinite(r["eval_loss"]) for r in reports)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_csv_and_parquet_data(tiny_lm_dir: Path, tmp_path: Path, fmt: str) -> None:
+    import pandas as pd
+
+    from sweep_helpers import DATES
+
+    paths = {}
+    for split in ("train", "validation"):
+        frame = pd.read_json(DATES / f"{split}.jsonl", lines=True, dtype=False)
+        paths[split] = tmp_path / f"{split}.{fmt}"
+        frame.to_csv(paths[split], index=False) if fmt == "csv" else frame.to_parquet(
+            paths[split])
+    config = lm_config(tiny_lm_dir)
+    config["data"].update(train=str(paths["train"]), validation=str(paths["validation"]))
+    plan = _plan(config)
+    assert plan.data.summary()["validation_examples"] == 64
+    assert len(plan.data.train) == 400  # max_train_examples

@@ -1,0 +1,325 @@
+"""Quality checks: data leakage (planted and real), fit flags on made-up curves, forgetting on
+the tiny LM. No Ray."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import string
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sweep_helpers import ROOT, SHARED_DATA, lm_config
+
+from orchestrator.loading import load_config
+from orchestrator.quality import (
+    LeakageError,
+    QualityConfig,
+    add_fit_flags,
+    check_data_leakage,
+    check_leakage,
+    enforce_leakage_policy,
+    fit_flags,
+    flag_trials,
+    forgetting_check,
+    format_leakage_warning,
+    general_texts,
+    normalize_text,
+)
+
+TWEETEVAL = SHARED_DATA / "tweeteval-emotion"
+WORDS = ["".join(random.Random(i).choices(string.ascii_lowercase, k=3 + i % 6)) for i in range(600)]
+
+
+def _sentence(rng: random.Random, words: int = 25) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
+
+
+def _typo(text: str, rng: random.Random) -> str:
+    """One letter in the middle changed: a near-duplicate (5-gram Jaccard ~0.93)."""
+    i = len(text) // 2 + rng.randrange(-10, 10)
+    while not text[i].isalpha():
+        i += 1
+    return text[:i] + ("x" if text[i] != "x" else "y") + text[i + 1 :]
+
+
+def _reworded(text: str, rng: random.Random) -> str:
+    """Three words replaced: similar, but below the 0.9 threshold (not a leak)."""
+    words = text.split()
+    for i in rng.sample(range(1, len(words) - 1), 3):
+        words[i] = "replacement"
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def planted() -> dict:
+    rng = random.Random(7)
+    train = [_sentence(rng) for _ in range(2000)]
+    fresh = [_sentence(rng) for _ in range(400)]
+    picks = rng.sample(range(len(train)), 75)
+    validation = (
+        [train[i] for i in picks[:20]]  # 20 exact
+        + [f"  {train[i].upper().replace(' ', '   ')}!!" for i in picks[20:35]]  # 15 normalized
+        + [_typo(train[i], rng) for i in picks[35:45]]  # 10 near
+        + [_reworded(train[i], rng) for i in picks[45:55]]  # 10 similar, not leaks
+        + fresh[:200]
+    )
+    test = ([train[i] for i in picks[55:60]] + [_typo(train[i], rng) for i in picks[60:75]]
+            + fresh[200:])
+    rng.shuffle(validation)
+    return {"train": train, "validation": validation, "test": test}
+
+
+def test_planted_duplicates_are_counted_exactly(planted: dict) -> None:
+    report = check_leakage(planted["train"], {"validation": planted["validation"],
+                                              "test": planted["test"]})
+    val, test = report.splits
+    assert (val.size, val.exact, val.normalized, val.near) == (255, 20, 15, 10)
+    assert (test.size, test.exact, test.normalized, test.near) == (220, 5, 0, 15)
+    assert report.leaked == 65 and val.leaked == 45
+    assert len(val.examples) == 5  # max_examples
+    assert report.to_dict()["splits"][0]["leaked"] == 45
+    every = check_leakage(planted["train"], {"validation": planted["validation"]},
+                          max_examples=100).splits[0].examples
+    assert Counter(e.kind for e in every) == {"exact": 20, "normalized": 15, "near": 10}
+    assert all(0.9 <= e.similarity < 1.0 for e in every if e.kind == "near")
+    train_starts = {t[:100] for t in planted["train"]}  # examples are cut at 160 characters
+    assert all(e.train_text[:100] in train_starts for e in every)
+
+
+def test_blocking_misses_nothing_brute_force_finds(planted: dict) -> None:
+    """The prefix-filter index is exact: same near-duplicates as comparing every pair."""
+    rng = random.Random(3)
+    train = planted["train"][:300]
+    # Edits from 0 to ~12 letters: similarities spread across the 0.9 threshold.
+    held = [train[i] for i in range(0, 300, 3)]
+    held = [_typo(_typo(t, rng), rng) if k % 3 else _typo(t, rng) for k, t in enumerate(held)]
+    held += [_reworded(t, rng) for t in train[1:300:10]]
+    for threshold in (0.8, 0.9):
+        report = check_leakage(train, {"validation": held}, threshold=threshold)
+        expected = _brute_force_leaks(train, held, threshold)
+        assert report.leaked == expected > 0
+
+
+def _brute_force_leaks(train: list[str], held: list[str], threshold: float, n: int = 5) -> int:
+    """Held-out texts whose best character n-gram Jaccard with any train text is >= threshold,
+    by a sparse matrix product over every pair (independent of the module's index)."""
+    from scipy.sparse import csr_matrix
+
+    def grams(text: str) -> set[str]:
+        t = normalize_text(text)
+        return {t} if len(t) <= n else {t[i : i + n] for i in range(len(t) - n + 1)}
+
+    sets_train, sets_held = [grams(t) for t in train], [grams(t) for t in held]
+    vocab = {g: i for i, g in enumerate({g for s in sets_train + sets_held for g in s})}
+
+    def matrix(sets: list[set[str]]) -> csr_matrix:
+        rows = [r for r, s in enumerate(sets) for _ in s]
+        cols = [vocab[g] for s in sets for g in s]
+        return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sets), len(vocab)))
+
+    inter = (matrix(sets_held) @ matrix(sets_train).T).toarray()
+    sizes_held = np.array([len(s) for s in sets_held])[:, None]
+    sizes_train = np.array([len(s) for s in sets_train])[None, :]
+    jaccard = inter / (sizes_held + sizes_train - inter)
+    return int((jaccard.max(axis=1) >= threshold - 1e-12).sum())
+
+
+def test_ten_thousand_by_one_thousand_is_fast() -> None:
+    rng = random.Random(1)
+    train = [_sentence(rng, words=rng.randrange(5, 30)) for _ in range(10_000)]
+    held = [_sentence(rng, words=rng.randrange(5, 30)) for _ in range(990)] + train[:10]
+    report = check_leakage(train, {"validation": held})
+    assert report.splits[0].exact == 10
+    # ~1.5 s here; the bound leaves room for a machine shared with other test runs.
+    assert report.seconds < 10, report.seconds
+
+
+@pytest.mark.skipif(not TWEETEVAL.exists(),
+                    reason=f"TweetEval data not found at {TWEETEVAL} (shared data absent)")
+def test_tweeteval_leakage_matches_brute_force() -> None:
+    def lines(name: str) -> list[str]:
+        return (TWEETEVAL / f"{name}_text.txt").read_text(encoding="utf-8").splitlines()
+
+    train, val, test = lines("train"), lines("val"), lines("test")
+    report = check_leakage(train, {"validation": val, "test": test})
+    by_split = {s.split: s for s in report.splits}
+    # The public splits share a few tweets that differ only in case, emoji or punctuation.
+    assert (by_split["validation"].exact, by_split["validation"].normalized) == (0, 1)
+    assert (by_split["test"].exact, by_split["test"].normalized) == (0, 2)
+    assert by_split["validation"].leaked == _brute_force_leaks(train, val, 0.9)
+    assert by_split["test"].leaked == _brute_force_leaks(train, test, 0.9)
+    warning = format_leakage_warning(report)
+    assert "1 of 374 validation texts" in warning and "2 of 1421 test texts" in warning
+
+
+def test_warning_policy_and_clean_data(planted: dict) -> None:
+    clean = check_leakage(planted["train"][:100], {"validation": planted["train"][100:200]})
+    assert clean.leaked == 0
+    assert format_leakage_warning(clean).startswith("Leakage check: no validation text")
+    enforce_leakage_policy(clean, refuse_on_leakage=True)  # nothing to refuse
+
+    leaky = check_leakage(planted["train"], {"validation": planted["validation"]})
+    warning = format_leakage_warning(leaky)
+    assert "45 of 255 validation texts (17.6%) also occur in train" in warning
+    assert "20 exact, 15 after normalizing" in warning and "10 near-duplicates" in warning
+    enforce_leakage_policy(leaky, refuse_on_leakage=False)  # warn only
+    with pytest.raises(LeakageError, match="45 of 255 validation texts") as err:
+        enforce_leakage_policy(leaky, refuse_on_leakage=True)
+    assert "The sweep was not started (quality.refuse_on_leakage: true)" in str(err.value)
+    assert "--set quality.refuse_on_leakage=false" in str(err.value)
+
+
+def test_normalization_and_prepared_data() -> None:
+    assert normalize_text("  Hello,   WORLD!!\n") == "hello world"
+    assert normalize_text("@user_1: it's... #great") == "user1 its great"
+
+    class Data:  # the fields of trainables.data.PreparedData the check reads
+        raw_train_texts = ["a b c d e f", "g h i j"]
+        raw_validation_texts = ["A b c d e f!"]
+        raw_test_texts = ["g h i j", "zzz"]
+
+    report = check_data_leakage(Data())  # type: ignore[arg-type]
+    assert [(s.split, s.leaked) for s in report.splits] == [("validation", 1), ("test", 1)]
+    assert QualityConfig().refuse_on_leakage is False
+    with pytest.raises(ValueError):
+        QualityConfig(near_duplicate_threshold=1.5)
+
+
+# --- fit flags ----------------------------------------------------------------------------------
+
+
+def _history(eval_loss: list[float], train_loss: list[float] | None = None,
+             every: int = 10, total: int | None = None) -> pd.DataFrame:
+    steps = [every * (i + 1) for i in range(len(eval_loss))]
+    return pd.DataFrame({
+        "step": steps, "eval_loss": eval_loss,
+        "train_loss": train_loss or [2.0 - 0.1 * i for i in range(len(eval_loss))],
+        "total_steps": total or steps[-1],
+    })
+
+
+def test_overfitting_flag() -> None:
+    flags = fit_flags(_history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 0.9, 0.6]))
+    assert flags["overfitting"] and not flags["underfitting"]
+    assert "best 1.2 at step 30, last 1.45 at step 50 (+21%)" in flags["fit_note"]
+    # Within the tolerance (last only 4% above the best): not flagged.
+    assert not fit_flags(_history([2.0, 1.5, 1.2, 1.25, 1.248]))["overfitting"]
+    # Validation worse at the end, but train loss rose too: not overfitting (unstable training).
+    assert not fit_flags(_history([2.0, 1.2, 1.5], [2.0, 1.0, 1.4]))["overfitting"]
+    assert fit_flags(_history([2.0, 1.2, 1.5]), overfit_tolerance=0.5)["overfitting"] is False
+
+
+def test_underfitting_flag() -> None:
+    still_falling = _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0])
+    flags = fit_flags(still_falling)
+    assert flags["underfitting"] and not flags["overfitting"]
+    assert "1.4 at step 40 -> 1 at step 60 (-29%)" in flags["fit_note"]
+    converged = _history([2.0, 1.2, 1.05, 1.02, 1.01, 1.0])  # -2% over the last third
+    assert not fit_flags(converged)["underfitting"]
+    # Stopped early by the scheduler (budget 100, ran 60): never flagged as underfitting.
+    assert not fit_flags(_history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0], total=100))["underfitting"]
+    # Improving but the last is not the best: not flagged.
+    assert not fit_flags(_history([2.0, 1.5, 1.0, 1.2, 1.1]))["underfitting"]
+
+
+def test_flags_need_enough_clean_evaluations() -> None:
+    assert fit_flags(_history([2.0, 1.0])) == {"overfitting": False, "underfitting": False,
+                                               "fit_note": ""}
+    diverged = _history([2.0, 1.0, math.nan, math.inf])
+    assert not any(fit_flags(diverged)[k] for k in ("overfitting", "underfitting"))
+    assert fit_flags(pd.DataFrame())["fit_note"] == ""
+    # A resumed trial reports some steps twice: the later report of a step wins.
+    resumed = pd.concat([_history([2.0, 1.8, 1.6]), _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0])])
+    assert fit_flags(resumed)["underfitting"]
+
+
+def test_flag_trials_table() -> None:
+    table = flag_trials({
+        "a": _history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 0.9, 0.6]),
+        "b": _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0]),
+        "c": _history([2.0, 1.2, 1.05, 1.02, 1.01, 1.0]),
+        "d": pd.DataFrame(),
+    })
+    assert list(table.columns) == ["trial_id", "overfitting", "underfitting", "fit_note"]
+    assert table.set_index("trial_id")[["overfitting", "underfitting"]].to_dict("index") == {
+        "a": {"overfitting": True, "underfitting": False},
+        "b": {"overfitting": False, "underfitting": True},
+        "c": {"overfitting": False, "underfitting": False},
+        "d": {"overfitting": False, "underfitting": False},
+    }
+    assert list(flag_trials({}).columns) == list(table.columns)
+    trials = pd.DataFrame({"trial_id": ["a", "b", "no-history"], "best_eval_loss": [1, 2, 3]})
+    merged = add_fit_flags(trials, {
+        "a": _history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 0.9, 0.6]),
+        "b": _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0])})
+    assert merged["overfitting"].tolist() == [True, False, False]
+    assert merged["underfitting"].tolist() == [False, True, False]
+    assert merged["fit_note"].iloc[2] == "" and merged["overfitting"].dtype == bool
+
+
+# --- forgetting ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned_checkpoint(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(config, checkpoint) of the tiny LM after 10 LoRA steps on the date data, without Ray."""
+    from orchestrator.preflight import build_plan
+    from trainables.config import TrialSpec
+    from trainables.loop import fit
+
+    config = load_config(lm_config(tiny_lm_dir, train={"max_steps": 10, "eval_every_steps": 5,
+                                                       "learning_rate": 1e-2, "seed": 0}))
+    config.base_dir = str(ROOT)
+    plan = build_plan(config)
+    target = tmp_path_factory.mktemp("tuned") / "checkpoint"
+    torch.set_num_threads(1)
+    fit(TrialSpec.model_validate(plan.spec), plan.data, plan.pad_id,
+        lambda metrics, folder: shutil.copytree(folder, target, dirs_exist_ok=True))
+    return config, target, plan
+
+
+def test_forgetting_check_on_tiny_lm(tuned_checkpoint) -> None:
+    config, checkpoint, plan = tuned_checkpoint
+    general = forgetting_check(config, checkpoint)
+    assert general["texts"] == len(general_texts()) >= 40
+    assert general["delta"] == pytest.approx(general["tuned_loss"] - general["base_loss"])
+    # The untrained tiny model is near uniform over its ~108-token vocabulary.
+    assert general["base_loss"] == pytest.approx(math.log(108), abs=0.3)
+    assert math.isfinite(general["tuned_loss"])
+    # On the text it was tuned on, the tuned model is better: negative delta.
+    own = forgetting_check(config, checkpoint, plan.data.raw_train_texts[:40])
+    assert own["delta"] < 0
+    assert own["base_loss"] == pytest.approx(general["base_loss"], abs=0.3)
+
+
+def test_forgetting_base_loss_matches_plain_transformers(tuned_checkpoint) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config, checkpoint, _ = tuned_checkpoint
+    texts = general_texts()[:5]
+    result = forgetting_check(config, checkpoint, texts)
+    tokenizer = AutoTokenizer.from_pretrained(config.model.path)
+    model = AutoModelForCausalLM.from_pretrained(config.model.path).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]
+                                + [tokenizer.eos_token_id]])
+            logits = model(ids).logits[0, :-1]
+            total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            count += ids.shape[1] - 1
+    assert result["base_loss"] == pytest.approx(total / count, rel=1e-4)
+    assert result["tokens"] == count
+
+
+def test_forgetting_skips_classifiers(tiny_encoder_dir: Path) -> None:
+    config = load_config(lm_config(tiny_encoder_dir, task="sequence_classification",
+                                   metric="eval_f1", data={"train": "x.jsonl"}))
+    result = forgetting_check(config, "/nonexistent")
+    assert result["delta"] is None and "causal_lm only" in result["skipped"]
