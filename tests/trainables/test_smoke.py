@@ -136,7 +136,6 @@ def test_bf16_and_gradient_checkpointing_on_cpu(tiny_lm_dir: Path, tmp_path: Pat
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_csv_and_parquet_data(tiny_lm_dir: Path, tmp_path: Path, fmt: str) -> None:
     import pandas as pd
-
     from sweep_helpers import DATES
 
     paths = {}
