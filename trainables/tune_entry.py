@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,32 @@ def intact_checkpoint(checkpoint: Any) -> Iterator[Path | None]:
     yield None
 
 
+STORAGE_RETRY_S = float(os.environ.get("SWEEP_STORAGE_RETRY_S", "300"))
+
+
+def report_with_retries(metrics: dict[str, Any], folder: Path) -> None:
+    """Report with a checkpoint, riding out a storage outage instead of failing the trial.
+
+    The upload happens inside `tune.report`; when it raises (the store is unreachable), nothing
+    was reported and the checkpoint index did not advance, so the same report is retried with
+    backoff for up to SWEEP_STORAGE_RETRY_S seconds (default 300) before the trial fails.
+    """
+    from ray import tune
+
+    deadline = time.monotonic() + STORAGE_RETRY_S
+    delay = 1.0
+    while True:
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            return
+        except OSError as err:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("checkpoint upload failed (%s); retrying in %.0fs", err, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
 def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedData,
               pad_id: int) -> None:
     from ray import tune
@@ -89,7 +116,7 @@ def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedDat
     torch.set_num_threads(threads_for_trial(trial))
 
     def report(metrics: dict[str, float], folder: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+        report_with_retries(metrics, folder)
 
     checkpoint = tune.get_checkpoint()
     try:

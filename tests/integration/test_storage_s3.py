@@ -43,7 +43,7 @@ def s3_server():
             break
         except Exception:
             time.sleep(0.1)
-    yield {"endpoint": endpoint, "client": client}
+    yield {"endpoint": endpoint, "client": client, "process": proc}
     proc.terminate()
     proc.wait(timeout=10)
     for key, value in saved.items():
@@ -91,3 +91,54 @@ def test_sweep_checkpoints_to_s3(s3_server, local_ray, tiny_lm_dir: Path, tmp_pa
     assert (local / "adapter" / "adapter_model.safetensors").exists()
     model, _ = result.load_best_model()
     assert type(model).__name__.startswith("PeftModel")
+
+
+def test_storage_outage_does_not_kill_the_sweep(s3_server, local_ray, tiny_lm_dir: Path) -> None:
+    """The S3 server stops answering for ~20 s mid-sweep (SIGSTOP, so connections hang as on a
+    network partition); the sweep finishes and every trial's checkpoints are in the bucket."""
+    import signal
+    import threading
+
+    from orchestrator import launch
+
+    uri = f"s3://sweeps/outage?region=us-east-1&endpoint_override={s3_server['endpoint']}"
+    client = s3_server["client"]
+    window: list[float] = []
+
+    def outage() -> None:
+        # Wait for the first checkpoint to land, then freeze the server for 20 s.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = client.list_objects_v2(Bucket="sweeps", Prefix="outage/o/")
+            if any("checkpoint_" in o["Key"] for o in listed.get("Contents", [])):
+                break
+            time.sleep(0.2)
+        s3_server["process"].send_signal(signal.SIGSTOP)
+        window.append(time.time())
+        time.sleep(20)
+        s3_server["process"].send_signal(signal.SIGCONT)
+        window.append(time.time())
+
+    chaos = threading.Thread(target=outage)
+    chaos.start()
+    try:
+        result = launch(lm_config(tiny_lm_dir, name="o", storage_path=uri, num_samples=2,
+                                  baseline=False, keep_top_k_trials=None,
+                                  scheduler={"type": "fifo"},
+                                  train={"batch_size": 8, "max_steps": 40,
+                                         "eval_every_steps": 5, "seed": 0}),
+                        live=False)
+        finished = time.time()
+    finally:
+        chaos.join()
+    # The outage began after the first checkpoint and ended before the sweep did.
+    assert len(window) == 2 and finished > window[1]
+    assert (result.trials["status"] == "TERMINATED").all(), result.trials
+    assert (result.trials["last_step"] == 40).all()
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket="sweeps", Prefix="outage/o/") for o in page.get("Contents", [])]
+    for trial_id in result.trials["trial_id"]:
+        manifests = [k for k in keys if trial_id in k and k.endswith("manifest.json")]
+        assert manifests, f"trial {trial_id} has no checkpoint in the bucket"
+    model, _ = result.load_best_model()
+    assert model is not None
