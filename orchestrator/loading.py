@@ -115,7 +115,7 @@ def _known_fields(loc: tuple) -> list[str]:
     return []
 
 
-def _format(error: dict) -> list[str]:
+def _format(error: Any) -> list[str]:
     """One line per problem; a cross-field check may carry several, one per line."""
     loc = tuple(error["loc"])
     path = ".".join(str(p) for p in loc) or "(top level)"

@@ -38,7 +38,7 @@ def build_scheduler(config: SweepConfig, max_steps: int, tokens_per_step: float)
         return schedulers.PopulationBasedTraining(
             time_attr=time_attr,
             perturbation_interval=s.perturbation_interval or grace,
-            hyperparam_mutations=to_pbt_mutations(config),
+            hyperparam_mutations=dict(to_pbt_mutations(config)),  # type: ignore[arg-type]
             quantile_fraction=s.quantile_fraction,
             resample_probability=s.resample_probability,
             synch=False,

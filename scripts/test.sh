@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# Lint and types first: cheap, and they catch what tests miss.
+python3 -m ruff check orchestrator trainables cluster tests benchmarks
+python3 -m mypy orchestrator trainables
 exec python3 -m pytest -q -p no:cacheprovider --timeout 900 "$@"

@@ -82,9 +82,9 @@ def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int) -> Setup:
         pad_token_id=tokenizer_pad_id,
     )
     if train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable()  # type: ignore[operator]
         if train.finetune == "lora":
-            model.enable_input_require_grads()
+            model.enable_input_require_grads()  # type: ignore[operator]
     if train.finetune == "lora":
         model = modeling.apply_lora(model, spec.lora, spec.task)
     model.to(device)

@@ -81,7 +81,7 @@ def materialize(model: ModelConfig) -> str:
         # A dequantized GGUF model still carries the GGUF quantizer, which refuses to save.
         if hasattr(lm.config, "quantization_config"):
             delattr(lm.config, "quantization_config")
-        lm.hf_quantizer = None
+        lm.hf_quantizer = None  # type: ignore[assignment]
         lm.save_pretrained(target)
         tok.save_pretrained(target)
         (target / "source.json").write_text(json.dumps({"gguf": str(gguf)}))
@@ -142,7 +142,7 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig, task: Task) -> torch.nn
     task_type = TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS
     peft_config = PeftLoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft accepts floats
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         task_type=task_type,
