@@ -30,10 +30,11 @@ def main() -> None:
 def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     """Run the sweep in CONFIG and print the best trial."""
     from orchestrator.launch import launch
+    from orchestrator.quality import LeakageError
 
     try:
         launch(config, list(overrides), address=address)
-    except (ConfigError, FileExistsError) as err:
+    except (ConfigError, FileExistsError, LeakageError) as err:
         _fail(err)
 
 
@@ -66,6 +67,11 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
                f"search={cfg.search.algorithm} scheduler={cfg.scheduler.type} "
                f"num_samples={cfg.num_samples}\n  data: {summary}\n"
                f"  at most {plan.max_steps} optimizer steps per trial")
+    if cfg.quality.check_leakage:
+        from orchestrator.quality import check_data_leakage, format_leakage_warning
+
+        leakage = check_data_leakage(plan.data, cfg.quality.near_duplicate_threshold)
+        click.echo(format_leakage_warning(leakage))
 
 
 @main.command()
@@ -85,7 +91,8 @@ def results(experiment: str, all_columns: bool) -> None:
         return
     table = result.trials
     if not all_columns:
-        keep = [c for c in table.columns if c not in ("node_ip", "total_steps", "diverged")]
+        keep = [c for c in table.columns
+                if c not in ("node_ip", "total_steps", "diverged", "fit_note")]
         table = table[keep]
     with pd.option_context("display.max_columns", None, "display.width", 200):
         click.echo(table.to_string(index=False))
@@ -112,8 +119,10 @@ def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
 def _register_optional_commands() -> None:
     """Post-sweep and cluster commands live in their own modules."""
     from orchestrator.cli_post import register as register_post_sweep
+    from orchestrator.cli_report import register as register_report
 
     register_post_sweep(main)
+    register_report(main)
     try:
         from orchestrator.cli_cluster import register
     except ImportError:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from orchestrator.logging_callbacks import LoggingConfig
+from orchestrator.quality import QualityConfig
 from trainables.config import (
     REPORTED_METRICS,
     SEARCHABLE_SECTIONS,
@@ -167,6 +169,8 @@ class SweepConfig(StrictModel):
     )
     max_retries: int = Field(2, ge=0, description="Restarts of a failed trial from its checkpoint.")
     baseline: bool = Field(True, description="Measure the untrained model's metric once.")
+    logging: LoggingConfig = LoggingConfig()
+    quality: QualityConfig = QualityConfig()
     base_dir: str | None = Field(
         None, description="Folder relative data/model paths are read from. Default: the config "
         "file's folder (the current folder for dict configs)."

@@ -14,6 +14,13 @@ import yaml
 from orchestrator.config import SweepConfig
 from orchestrator.loading import ConfigError, ConfigSource, load_config
 from orchestrator.preflight import Plan, build_plan
+from orchestrator.quality import (
+    LEAKAGE_FILE,
+    LeakageReport,
+    check_data_leakage,
+    enforce_leakage_policy,
+    format_leakage_warning,
+)
 from orchestrator.results import BASELINE_FILE, SWEEP_CONFIG_FILE, SweepResult, load_results
 from orchestrator.storage import Storage, StorageError, check_writable_from_every_node, open_storage
 
@@ -78,6 +85,7 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
 def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
                     live: bool | None) -> list[Any]:
     from orchestrator.hygiene import CheckpointJanitor
+    from orchestrator.logging_callbacks import build_logging_callbacks
     from orchestrator.progress import ProgressView
     from orchestrator.scheduler_state import SchedulerStateCallback
 
@@ -86,6 +94,7 @@ def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
                             SchedulerStateCallback(scheduler)]
     if config.keep_top_k_trials is not None:
         callbacks.append(CheckpointJanitor(config.metric, mode, config.keep_top_k_trials))
+    callbacks += build_logging_callbacks(config.logging, experiment_name=config.name)
     return callbacks
 
 
@@ -128,6 +137,16 @@ def build_tuner(
             verbose=0,
         ),
     )
+
+
+def check_leakage_before_sweep(config: SweepConfig, plan: Plan) -> LeakageReport | None:
+    """Print how many held-out texts also occur in train; refuse when the config says so."""
+    if not config.quality.check_leakage:
+        return None
+    report = check_data_leakage(plan.data, config.quality.near_duplicate_threshold)
+    print(format_leakage_warning(report), flush=True)
+    enforce_leakage_policy(report, config.quality.refuse_on_leakage)
+    return report
 
 
 def prepare_storage(config: SweepConfig, nodes: list[dict[str, Any]]) -> Storage:
@@ -174,9 +193,12 @@ def launch(
 
     storage = prepare_storage(cfg, ray.nodes())
     plan = build_plan(cfg, nodes=ray.nodes())
+    leakage = check_leakage_before_sweep(cfg, plan)  # raises LeakageError when refused
     out = storage.uri_of(cfg.name)
     storage.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
                        cfg.name, SWEEP_CONFIG_FILE)
+    if leakage is not None:
+        storage.write_text(json.dumps(leakage.to_dict(), indent=2), cfg.name, LEAKAGE_FILE)
     print(f"Experiment: {out}\nData: {json.dumps(plan.data.summary())}", flush=True)
     if cfg.baseline:
         started = time.monotonic()

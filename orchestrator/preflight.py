@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.config import Choice, Grid, SweepConfig
 from orchestrator.loading import ConfigError
+from orchestrator.logging_callbacks import check_logging
 from trainables import modeling
 from trainables.data import DataError, PreparedData, prepare_data
 from trainables.loop import total_optimizer_steps
@@ -124,7 +125,7 @@ def _budget_extremes(config: SweepConfig, num_train: int) -> int:
 
 def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -> Plan:
     """Run every check; raise one ConfigError listing all problems, or return the plan."""
-    problems = check_model(config)
+    problems = check_model(config) + check_logging(config.logging)
     if nodes is not None:
         problems += check_resources(config, nodes)
     if problems:

@@ -27,6 +27,8 @@ from orchestrator.config import (
     SweepConfig,
     Uniform,
 )
+from orchestrator.logging_callbacks import LoggingConfig, MLflowConfig
+from orchestrator.quality import QualityConfig
 from trainables.config import DataConfig, LoraConfig, ModelConfig, TextLabelFiles, TrainConfig
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
@@ -34,9 +36,11 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", SweepConfig), ("model", ModelConfig), ("data", DataConfig),
     ("data split as {text, labels}", TextLabelFiles), ("train", TrainConfig),
     ("lora", LoraConfig), ("search", SearchConfig), ("scheduler", SchedulerConfig),
-    ("resources", ResourcesConfig),
+    ("resources", ResourcesConfig), ("logging", LoggingConfig), ("logging.mlflow", MLflowConfig),
+    ("quality", QualityConfig),
 ]
-NESTED = {"model", "data", "train", "lora", "search", "scheduler", "resources"}
+NESTED = {"model", "data", "train", "lora", "search", "scheduler", "resources", "logging",
+          "quality"}
 
 
 def _type_name(annotation: Any) -> str:

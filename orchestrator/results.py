@@ -18,6 +18,7 @@ import yaml
 
 from orchestrator.config import SweepConfig
 from orchestrator.loading import validate_dict
+from orchestrator.quality import add_fit_flags
 from orchestrator.storage import Storage, open_storage
 
 SWEEP_CONFIG_FILE = "sweep_config.yaml"
@@ -147,6 +148,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         & ~trials["diverged"]
         & ~trials["infeasible"]
     )
+    trials = add_fit_flags(trials, analysis.trial_dataframes)  # overfitting/underfitting flags
     checkpoint = analysis.get_best_checkpoint(best_trial, metric=metric, mode=mode)
     baseline = (json.loads(experiment.read_text(BASELINE_FILE))
                 if experiment.exists(BASELINE_FILE) else {})

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# Headless Chromium for the report's browser test (tests/report); it skips without it.
+bash scripts/install_chromium.sh || echo "chromium not installed: the browser checks will skip"
 # Lint and types first: cheap, and they catch what tests miss.
 python3 -m ruff check orchestrator trainables cluster tests benchmarks
 python3 -m mypy orchestrator trainables

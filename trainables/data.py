@@ -34,6 +34,7 @@ class PreparedData:
     label_names: list[str] | None = None
     raw_validation_texts: list[str] = field(default_factory=list)
     raw_train_texts: list[str] = field(default_factory=list)
+    raw_test_texts: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -220,4 +221,5 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path) ->
         label_names=label_names,
         raw_train_texts=texts_of(cfg, task, splits["train"]),
         raw_validation_texts=texts_of(cfg, task, splits["validation"]),
+        raw_test_texts=texts_of(cfg, task, splits["test"]) if "test" in splits else [],
     )
