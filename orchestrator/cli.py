@@ -92,7 +92,7 @@ def results(experiment: str, all_columns: bool) -> None:
     table = result.trials
     if not all_columns:
         keep = [c for c in table.columns
-                if c not in ("node_ip", "total_steps", "diverged", "fit_note")]
+                if c not in ("node_ip", "node_id", "total_steps", "diverged", "fit_note")]
         table = table[keep]
     with pd.option_context("display.max_columns", None, "display.width", 200):
         click.echo(table.to_string(index=False))

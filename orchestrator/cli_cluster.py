@@ -43,7 +43,7 @@ def register(group: click.Group) -> None:
     from orchestrator import jobs
     from orchestrator.loading import ConfigError
 
-    errors = (jobs.ClusterError, ConfigError, RuntimeError)
+    errors = (jobs.ClusterError, ConfigError, FileExistsError, RuntimeError)
 
     @group.command()
     @click.argument("config", type=click.Path(exists=True, dir_okay=False))
@@ -88,6 +88,8 @@ def register(group: click.Group) -> None:
                 click.echo(chunk, nl=False)
         except errors as err:
             _fail(err)
+        except KeyboardInterrupt:  # stop following; the job goes on
+            sys.exit(130)
 
     @group.command()
     @click.argument("job_id")

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         launch(args.config, args.overrides, live=False)
     except KeyboardInterrupt:
-        print("Stopped before the sweep started; nothing to resume.", flush=True)
+        print("Stopped before Tune could save a snapshot (a stop before the sweep started, or "
+              "a second stop while it saved).", flush=True)
         return 130
     except (ConfigError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

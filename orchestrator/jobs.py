@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.loading import ConfigError, load_config, read_yaml
+from orchestrator.results import SWEEP_CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,9 @@ def _errors(address: str) -> Iterator[None]:
         yield
     except AuthenticationError:
         raise ClusterError(
-            f"the cluster at {address} requires its auth token: export RAY_AUTH_TOKEN_PATH=FILE "
-            "(or RAY_AUTH_TOKEN=...) and RAY_AUTH_MODE=token; `python -m cluster.local up` "
-            "prints them for a local cluster"
+            f"the cluster at {address} refused the auth token (missing or wrong): export "
+            "RAY_AUTH_TOKEN_PATH=FILE (or RAY_AUTH_TOKEN=...) and RAY_AUTH_MODE=token; "
+            "`python -m cluster.local up` prints them for a local cluster"
         ) from None
     except ConnectionError as err:
         raise ClusterError(
@@ -148,7 +149,11 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
     cfg = load_config(path, overrides)  # fail here, not minutes later on the cluster
     _check_storage(cfg.storage_path)
     if not any(o.partition("=")[0].strip() == "name" for o in overrides):
-        overrides.append(f"name={cfg.name}")
+        overrides.append(f"name={json.dumps(cfg.name)}")
+    experiment = f"{cfg.storage_path.rstrip('/')}/{cfg.name}"
+    if (Path(os.path.expanduser(experiment)) / SWEEP_CONFIG_FILE).exists():  # seen from here
+        raise FileExistsError(f"experiment {experiment!r} already exists; choose another "
+                              "`name` (or --set name=...)")
     raw = read_yaml(path.read_text()) or {}
     pinned = "base_dir" in raw or any(o.partition("=")[0].strip() == "base_dir" for o in overrides)
     package = package_config(path, pinned)
@@ -160,8 +165,7 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
         # Read by the job supervisor from the job's own env: stop with SIGINT, wait longer.
         "env_vars": {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)},
     }
-    metadata = {"experiment": f"{cfg.storage_path.rstrip('/')}/{cfg.name}",
-                "config": str(path.resolve())}
+    metadata = {"experiment": experiment, "config": str(path.resolve())}
     try:
         client = _client(address)
         with _errors(address):
@@ -202,7 +206,8 @@ def logs(job_id: str, address: str, follow: bool = False) -> Iterator[str]:
                 except StopAsyncIteration:
                     return
         finally:
-            loop.run_until_complete(stream.aclose())
+            with contextlib.suppress(Exception):  # e.g. Ctrl+C left the stream mid-read
+                loop.run_until_complete(stream.aclose())
             loop.close()
 
 

@@ -129,6 +129,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
             "diverged": bool(last.get("diverged", False)),
             "infeasible": bool(last.get("infeasible", False)),
             "node_ip": last.get("node_ip"),
+            "node_id": last.get("node_id"),
         }
         if not values.empty:
             idx = values.idxmin() if mode == "min" else values.idxmax()

@@ -110,13 +110,16 @@ def report_with_retries(metrics: dict[str, Any], folder: Path) -> None:
 
 def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedData,
               pad_id: int) -> None:
+    import ray
     from ray import tune
 
     trial = merge_trial_config(spec, config)
     torch.set_num_threads(threads_for_trial(trial))
+    # Tune records node_ip, which is the same for every node of a one-machine cluster.
+    where = {"node_id": ray.get_runtime_context().get_node_id()}
 
     def report(metrics: dict[str, float], folder: Path) -> None:
-        report_with_retries(metrics, folder)
+        report_with_retries({**metrics, **where}, folder)
 
     checkpoint = tune.get_checkpoint()
     try:
@@ -126,9 +129,9 @@ def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedDat
         else:
             fit(trial, data, pad_id, report)
     except DivergedError as err:
-        tune.report(_failure_report(trial, "diverged", err))
+        tune.report({**_failure_report(trial, "diverged", err), **where})
     except (torch.OutOfMemoryError, MemoryError) as err:
         # Retrying the same config would run out of memory again: record it as infeasible.
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        tune.report(_failure_report(trial, "infeasible", err))
+        tune.report({**_failure_report(trial, "infeasible", err), **where})
