@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import lm_config
+from sweep_helpers import lm_config
 
 from cluster.local import LocalCluster
 from orchestrator import jobs
