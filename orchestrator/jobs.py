@@ -40,6 +40,7 @@ from typing import Any
 
 from orchestrator.loading import ConfigError, load_config, read_yaml
 from orchestrator.results import SWEEP_CONFIG_FILE
+from orchestrator.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,10 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
     _check_storage(cfg.storage_path)
     if not any(o.partition("=")[0].strip() == "name" for o in overrides):
         overrides.append(f"name={json.dumps(cfg.name)}")
-    experiment = f"{cfg.storage_path.rstrip('/')}/{cfg.name}"
-    if (Path(os.path.expanduser(experiment)) / SWEEP_CONFIG_FILE).exists():  # seen from here
+    assert cfg.name is not None
+    storage = open_storage(cfg.storage_path)
+    experiment = storage.uri_of(cfg.name)
+    if storage.exists(cfg.name, SWEEP_CONFIG_FILE):  # as seen from here
         raise FileExistsError(f"experiment {experiment!r} already exists; choose another "
                               "`name` (or --set name=...)")
     raw = read_yaml(path.read_text()) or {}

@@ -16,9 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from s3_helpers import SECRET, list_keys, moto_s3
 from sweep_helpers import lm_config
 
 from cluster.local import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
+from ledger import read_ledger  # noqa: E402
+
 from orchestrator import jobs
 from orchestrator.loading import ConfigError
 
@@ -39,7 +44,16 @@ def _write(folder: Path, config: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
+def s3() -> Iterator[dict]:
+    """Started before the cluster: its credentials reach every node through the environment
+    the nodes start with, as an instance profile or node env would on a real cluster."""
+    pytest.importorskip("boto3")
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: dict) -> Iterator[LocalCluster]:
     with LocalCluster(workers=1, cpus_per_node=1) as local:
         yield local
 
@@ -77,15 +91,16 @@ def _wait_for_log(job_id: str, address: str, needle: str, timeout_s: float = 180
 
 @integration
 def test_submitted_sweep_spreads_over_both_nodes(cluster: LocalCluster, client_env: dict,
-                                                 tiny_lm_dir: Path, tmp_path: Path) -> None:
-    storage = tmp_path / "results"  # one machine: both nodes see this folder
-    config = lm_config(tiny_lm_dir, name="spread", storage_path=str(storage), num_samples=4,
+                                                 s3: dict, tiny_lm_dir: Path,
+                                                 tmp_path: Path) -> None:
+    storage = s3["uri"]("team")  # every node writes its checkpoints to the bucket
+    config = lm_config(tiny_lm_dir, name="spread", storage_path=storage, num_samples=4,
                        search={"max_concurrent_trials": 2}, resources={"cpus_per_trial": 1},
                        train={"batch_size": 8, "max_steps": 10, "eval_every_steps": 5})
     submitted = _sweep("submit", str(_write(tmp_path / "cfg", config)), env=client_env)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     job_id = submitted.stdout.strip().splitlines()[0]
-    assert f"Experiment: {storage}/spread" in submitted.stderr
+    assert "Experiment: s3://sweeps/team/spread" in submitted.stderr
 
     followed = _sweep("logs", job_id, "--follow", env=client_env, timeout=400)  # until the end
     assert followed.returncode == 0, followed.stderr[-3000:]
@@ -97,25 +112,35 @@ def test_submitted_sweep_spreads_over_both_nodes(cluster: LocalCluster, client_e
 
     from orchestrator.results import load_results
 
-    result = load_results(storage / "spread")
+    result = load_results(s3["uri"]("team/spread"))
     assert len(result.trials) == 4 and set(result.trials["status"]) == {"TERMINATED"}
+    keys = list_keys(s3["client"], "sweeps", "team/spread/")
+    assert sum(k.endswith("adapter/adapter_model.safetensors") for k in keys) >= 4
+    for key in keys:
+        if not key.endswith(".safetensors"):
+            body = s3["client"].get_object(Bucket="sweeps", Key=key)["Body"].read()
+            assert SECRET.encode() not in body, key
+    # The best checkpoint read back from the bucket loads.
+    assert result.best_checkpoint.startswith("s3://sweeps/team/spread/")
+    model, _ = result.load_best_model()
+    assert type(model).__name__.startswith("PeftModel")
     info = cluster.info
     assert info is not None
     assert _trial_nodes(cluster.dashboard_url) == set(info.node_ids)
-    if "node_id" in result.trials:  # once the trainable reports its node id (see jobs.py notes)
-        assert set(result.trials["node_id"]) == set(info.node_ids)
+    assert set(result.trials["node_id"]) == set(info.node_ids)  # trials ran on both nodes
 
 
 @integration
 def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: dict,
                                             tiny_lm_dir: Path, tmp_path: Path) -> None:
     storage = tmp_path / "results"
-    config = lm_config(tiny_lm_dir, name="stopped", storage_path=str(storage), num_samples=2,
+    config = lm_config(tiny_lm_dir, name="stopped", storage_path=str(storage), num_samples=4,
                        baseline=False, search={"max_concurrent_trials": 2},
-                       resources={"cpus_per_trial": 1},
-                       train={"batch_size": 8, "max_steps": 100000, "eval_every_steps": 5})
+                       resources={"cpus_per_trial": 1}, keep_top_k_trials=None,
+                       scheduler={"type": "fifo"},
+                       train={"batch_size": 8, "max_steps": 30, "eval_every_steps": 5})
     job_id = jobs.submit(_write(tmp_path / "cfg", config), cluster.dashboard_url)
-    _wait_for_log(job_id, cluster.dashboard_url, " step 5/")  # Tune runs, trials report
+    _wait_for_log(job_id, cluster.dashboard_url, " step 30/30")  # one trial has finished
 
     stopped = _sweep("stop", job_id, env=client_env)
     assert stopped.returncode == 0 and f"{job_id}: STOPPED" in stopped.stdout, stopped.stderr
@@ -128,6 +153,19 @@ def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: d
     from ray.tune import Tuner
 
     assert Tuner.can_restore(str(experiment))
+
+    # Resume it: finished trials are kept as they are, the others continue.
+    before = read_ledger(experiment)
+    finished = {tid: r.steps for tid, r in before.items() if r.steps and r.steps[-1] == 30}
+    assert finished
+    resumed = _sweep("resume", str(experiment), "--address", cluster.address, env=client_env,
+                     timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = read_ledger(experiment)
+    assert len(after) == 4 and len({r.key for r in after.values()}) == 4
+    assert all(r.steps[-1] == 30 for r in after.values())
+    for tid, steps in finished.items():
+        assert after[tid].steps == steps  # not re-run
 
 
 @integration

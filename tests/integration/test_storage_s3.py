@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from s3_helpers import SECRET, moto_s3
 from sweep_helpers import lm_config
 
 pytestmark = pytest.mark.integration
-
-SECRET = "sweep-test-secret-key-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def s3_server():
     """moto's S3 server; credentials only in the environment (set before Ray starts, so every
     Ray worker inherits them as they would on a real node)."""
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="sweeptest", AWS_SECRET_ACCESS_KEY=SECRET)
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket="sweeps")
-            break
-        except Exception:
-            time.sleep(0.1)
-    yield {"endpoint": endpoint, "client": client, "process": proc}
-    proc.terminate()
-    proc.wait(timeout=10)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    pytest.importorskip("boto3")
+    with moto_s3() as server:
+        yield server
 
 
 def test_credentials_in_uri_are_refused(tiny_lm_dir: Path) -> None:

@@ -1,0 +1,73 @@
+"""Every benchmark's quick mode runs end to end on tiny models and writes its result file.
+
+The Ray-based ones share one local Ray (the `local_ray` fixture) to keep the whole set near a
+minute; their figures are not asserted (they are timings on a shared machine), their shape is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sweep_helpers import ROOT
+
+if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+
+def run_quick(name: str, out: Path) -> dict[str, Any]:
+    module = importlib.import_module(f"benchmarks.{name}")
+    module.main(["--quick", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["quick"] is True and result["benchmark"] == name
+    assert result["command"].startswith(f"python -m benchmarks.{name} --quick")
+    assert result["machine"]["cpu_count"] >= 1 and result["packages"]["ray"]
+    assert result["load"]["loadavg_1m_max"] >= 0
+    return result
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_checkpoint_cost_quick(tmp_path: Path) -> None:
+    result = run_quick("checkpoint_cost", tmp_path / "checkpoint_cost.json")
+    sizes = {(row["r"], row["targets"]): row["adapter_model_bytes"] for row in result["sizes"]}
+    assert sizes[4, "q_proj/v_proj"] < sizes[8, "q_proj/v_proj"] < sizes[16, "q_proj/v_proj"]
+    assert sizes[16, "q_proj/v_proj"] < sizes[16, "all-linear"]
+    runs = result["time"]["runs"]
+    assert all(r["checkpoints"] > 0 for r in runs["checkpoint"])
+    assert all(r["checkpoints"] == 0 for r in runs["noop"])
+    assert finite(result["time"]["seconds_per_checkpoint"])
+
+
+@pytest.mark.integration
+def test_startup_quick(local_ray: Any, tmp_path: Path) -> None:
+    result = run_quick("startup", tmp_path / "startup.json")
+    assert set(result["ratios"]) == {"in_process", "ray", "ray_reused_actor"}
+    assert all(finite(v) for r in result["ratios"].values() for v in r.values())
+    assert "met" in result["target"]
+
+
+@pytest.mark.integration
+def test_orchestration_overhead_quick(local_ray: Any, tmp_path: Path) -> None:
+    result = run_quick("orchestration_overhead", tmp_path / "orchestration_overhead.json")
+    assert set(result["ratios"]) == {"reuse_actors=False", "reuse_actors=True"}
+    for runs in result["runs"].values():
+        assert runs[0]["trials"] == result["trials"]
+        assert finite(runs[0]["wall_s"]) and runs[0]["ratio"] > 0
+
+
+@pytest.mark.integration
+def test_search_efficiency_quick(local_ray: Any, tmp_path: Path) -> None:
+    result = run_quick("search_efficiency", tmp_path / "search_efficiency.json")
+    variants = {run["variant"] for run in result["runs"]}
+    assert variants == {"default", "random", "hf_optuna"}
+    assert len(result["steps_rows"]) == 1 and len(result["per_minute_rows"]) == 2
+    assert 0 <= result["best_test_f1"] <= 1
+    assert all(run["total_steps"] > 0 for run in result["runs"])
