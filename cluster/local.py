@@ -96,8 +96,12 @@ def _owned_processes(ray_dir: str, holder_pid: int | None) -> list[Any]:
 
 
 def start(state_dir: Path | str | None = None, workers: int = 1, cpus_per_node: float = 1,
-          timeout_s: float = 120) -> ClusterInfo:
-    """Start the holder process and wait until every node has joined and the Jobs API answers."""
+          timeout_s: float = 120, wrapper: list[str] | None = None) -> ClusterInfo:
+    """Start the holder process and wait until every node has joined and the Jobs API answers.
+
+    `wrapper`: a command prefix the holder (and so every node) runs under, e.g. `unshare -m ...`
+    to give the nodes a different view of the file system than this machine's in tests.
+    """
     state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     pid, _ = _holder(state)
@@ -120,7 +124,8 @@ def start(state_dir: Path | str | None = None, workers: int = 1, cpus_per_node: 
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(state / LOG_FILE, "w") as log:
         holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLD, str(state), str(workers), str(cpus_per_node)],
+            [*(wrapper or []), sys.executable, "-c", _HOLD, str(state), str(workers),
+             str(cpus_per_node)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the shell that ran `up`; Ctrl+C there won't hit it
         )
@@ -236,15 +241,17 @@ class LocalCluster:
 
     def __init__(self, workers: int = 1, cpus_per_node: float = 1,
                  state_dir: Path | str | None = None, keep_logs: bool = False,
-                 timeout_s: float = 120) -> None:
+                 timeout_s: float = 120, wrapper: list[str] | None = None) -> None:
         self.workers, self.cpus_per_node, self.timeout_s = workers, cpus_per_node, timeout_s
+        self.wrapper = wrapper
         self.keep_logs = keep_logs
         self._temporary_state = state_dir is None  # made here, so removed here
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="local-cluster-"))
         self.info: ClusterInfo | None = None
 
     def __enter__(self) -> LocalCluster:
-        self.info = start(self.state_dir, self.workers, self.cpus_per_node, self.timeout_s)
+        self.info = start(self.state_dir, self.workers, self.cpus_per_node, self.timeout_s,
+                          self.wrapper)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
