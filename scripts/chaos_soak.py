@@ -44,7 +44,14 @@ def _trial_processes(holder_pid: int) -> list[psutil.Process]:
         tree = psutil.Process(holder_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p for p in tree if "ray::ImplicitFunc" in " ".join(p.cmdline() or [])]
+    found = []
+    for proc in tree:
+        try:
+            if "ray::ImplicitFunc" in " ".join(proc.cmdline() or []):
+                found.append(proc)
+        except psutil.Error:  # exited (or a zombie) since the listing
+            continue
+    return found
 
 
 def _worker_node_raylet(cluster: LocalCluster, env: dict[str, str]) -> psutil.Process | None:
@@ -101,8 +108,11 @@ def main(trials: int, seed: int) -> None:
             while not stop.wait(rng.uniform(4, 9)):
                 victims = _trial_processes(cluster.holder_pid)
                 if victims:
-                    rng.choice(victims).kill()
-                    counts["trial_kills"] += 1
+                    try:
+                        rng.choice(victims).kill()
+                        counts["trial_kills"] += 1
+                    except psutil.Error:
+                        continue
 
         killer = threading.Thread(target=kill_trials, daemon=True)
         killer.start()
