@@ -24,9 +24,8 @@ def main() -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, help=_SET_HELP)
-@click.option("--address", default=None, help="Ray cluster address; `local` starts a new Ray "
-              "(default: RAY_ADDRESS, else a `ray start` cluster on this machine, "
-              "else a new local Ray).")
+@click.option("--address", default=None, help="Ray cluster address; `auto`: a `ray start` "
+              "cluster on this machine (default: RAY_ADDRESS, else a new local Ray).")
 def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     """Run the sweep in CONFIG and print the best trial."""
     from orchestrator.launch import launch

@@ -34,8 +34,10 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray the way Ray itself does, so `launch()` uses the cluster the user is on.
 
-    `address=None`: RAY_ADDRESS, else a cluster started with `ray start` on this machine, else a
-    new local Ray for this process (the embedded default). `"local"` always starts a new one.
+    `address=None`: the cluster in RAY_ADDRESS, else a new local Ray for this process (the
+    embedded default). `"auto"`: a cluster started with `ray start` on this machine. `"local"`:
+    always a new one. (Ray's own default would also follow a `ray_current_cluster` file left in
+    /tmp by any earlier cluster, and hang forever when that cluster is gone.)
     """
     import ray
 
@@ -49,6 +51,7 @@ def ensure_ray(address: str | None = None) -> None:
         "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
     }}
     kwargs: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": True}
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":
         kwargs["include_dashboard"] = False
     ray.init(address=address, **kwargs)
