@@ -132,6 +132,10 @@ class ResourcesConfig(StrictModel):
         0.0, ge=0, description="Fractions (0.25) pack trials on one GPU; integers above 1 give a "
         "trial several GPUs."
     )
+    reuse_actors: bool = Field(
+        True, description="Run the next trial in a finished trial's process (skips process "
+        "start-up and library imports; trials must ask for the same resources)."
+    )
 
 
 class SweepConfig(StrictModel):

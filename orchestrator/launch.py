@@ -122,6 +122,7 @@ def build_tuner(
             search_alg=build_search_alg(config),
             scheduler=scheduler,
             num_samples=config.num_samples,  # concurrency is capped by the search algorithm
+            reuse_actors=config.resources.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=config.name,
