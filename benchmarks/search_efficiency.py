@@ -349,6 +349,10 @@ def compare_steps(default: dict[str, Any], rand: dict[str, Any]) -> dict[str, An
         "default_steps_to_random_best": d_reach["cum_steps"] if d_reach else None,
         "default_total_steps": default["total_steps"],
         "steps_ratio": d_reach["cum_steps"] / r_reach["cum_steps"] if d_reach else None,
+        # the target's reading: random search's compute is all of its steps (no early stop)
+        "steps_ratio_vs_random_total": (
+            d_reach["cum_steps"] / rand["total_steps"] if d_reach else None
+        ),
         "default_test_f1": default["test_f1"],
         "random_test_f1": rand["test_f1"],
     }
@@ -383,23 +387,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=None,
         help="torch threads for HF's trials (default: every core; quick 1)",
     )
-    parser.add_argument("--trials", type=int, default=None, help="trials per sweep (default 8)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 60)")
-    parser.add_argument("--eval-every", type=int, default=None, help="default: steps / 4")
+    parser.add_argument("--trials", type=int, default=None, help="trials per sweep (default 12)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 135)")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="default: steps / 9 (quick: / 4)"
+    )
     parser.add_argument(
         "--grace",
         type=int,
         default=None,
-        help="ASHA grace period in steps (default: two evaluations)",
+        help="ASHA grace period in steps (default: one evaluation; quick: two)",
     )
     parser.add_argument("--max-train", type=int, default=None, help="cap on train examples")
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
-    args.trials = args.trials or (2 if args.quick else 8)
-    args.steps = args.steps or (12 if args.quick else 60)
-    args.eval_every = args.eval_every or max(1, args.steps // 4)
-    args.grace = args.grace or 2 * args.eval_every
+    args.trials = args.trials or (2 if args.quick else 12)
+    args.steps = args.steps or (12 if args.quick else 135)
+    args.eval_every = args.eval_every or max(1, args.steps // (4 if args.quick else 9))
+    args.grace = args.grace or (2 if args.quick else 1) * args.eval_every
     command = common.command_line(argv, "benchmarks.search_efficiency")
     if not args.quick and not DATA.exists():
         print(
@@ -424,25 +430,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         print(f"budget (shrunk to fit the machine): {budget}", flush=True)
         runs: list[dict[str, Any]] = []
+        # HF runs one trial at a time on every core (quick: 1 thread; tiny matmuls on
+        # several threads of a busy machine spend their time waiting for each other).
+        hf_threads = args.hf_threads or (1 if args.quick else os.cpu_count() or 1)
         with common.local_ray():
             for seed in range(args.seeds):
-                for variant in ("default", "random"):
-                    runs.append(run_ours(raw, variant, seed, work / "results"))
+                # HF right after the default of the same seed: side by side, under the same load
+                variants = (
+                    ["default", "hf_optuna", "random"]
+                    if seed < args.hf_seeds
+                    else ["default", "random"]
+                )
+                for variant in variants:
+                    if variant == "hf_optuna":
+                        with common.torch_threads(hf_threads):
+                            runs.append(hf_search(raw, seed, work))
+                    else:
+                        runs.append(run_ours(raw, variant, seed, work / "results"))
                     print(
                         f"seed {seed} {variant}: best val F1 {runs[-1]['best_val_f1']:.4f}, "
                         f"{runs[-1]['total_steps']} steps, {runs[-1]['wall_s']:.0f}s",
                         flush=True,
                     )
-        # HF runs one trial at a time on every core (quick: 1 thread; tiny matmuls on
-        # several threads of a busy machine spend their time waiting for each other).
-        with common.torch_threads(args.hf_threads or (1 if args.quick else os.cpu_count() or 1)):
-            for seed in range(min(args.hf_seeds, args.seeds)):
-                runs.append(hf_search(raw, seed, work))
-                print(
-                    f"seed {seed} hf_optuna: best val F1 {runs[-1]['best_val_f1']:.4f}, "
-                    f"{runs[-1]['wall_s']:.0f}s",
-                    flush=True,
-                )
 
     payload = summarize(runs, budget)
     out = args.out or common.default_out(NAME, args.quick)
@@ -481,6 +490,15 @@ def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
         "lower of the two best F1s"
     )
     print(common.table(minute_rows))
+    per_minute_ratios = [
+        ours["f1_per_min"] / hf["f1_per_min"]
+        for ours, hf in zip(minute_rows[::2], minute_rows[1::2], strict=True)
+    ]
+    vs_total = [
+        r["steps_ratio_vs_random_total"]
+        for r in steps_rows
+        if r["steps_ratio_vs_random_total"] is not None
+    ]
     best = max((r for r in runs if r["variant"] == "default"), key=lambda r: r["best_val_f1"])
     test_rows = [{"system": name, "test_macro_f1": f1} for name, f1 in PUBLISHED_TEST_F1.items()]
     test_rows.append(
@@ -492,12 +510,34 @@ def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
     print("\nTweetEval emotion, test macro-F1 (published, and ours)")
     print(common.table(sorted(test_rows, key=lambda r: r["test_macro_f1"])))
     reached = sum(r["steps_ratio"] is not None for r in steps_rows)
+    worst_vs_total = max(vs_total) if len(vs_total) == len(steps_rows) else None
     print(
-        f"\ndefault reached random's best in {reached}/{len(steps_rows)} seeds; median steps "
-        f"ratio (default / random) {median(ratios) if ratios else math.nan:.3f}"
+        f"\ndefault reached random's best in {reached}/{len(steps_rows)} seeds; steps to it / "
+        f"random's total steps: {[round(v, 3) for v in vs_total]} (target <= 0.25 every seed); "
+        f"/ random's steps to its best: median {median(ratios) if ratios else math.nan:.3f}"
     )
+    if per_minute_ratios:
+        print(
+            "best val F1 per wall-clock minute, default / HF: "
+            f"{[round(v, 2) for v in per_minute_ratios]} (target >= 2)"
+        )
     return {
         "steps_rows": steps_rows,
+        "targets": {
+            "compute": {
+                "what": "steps the default needs to reach random's best val F1 / random's "
+                "total steps, worst seed",
+                "value": worst_vs_total,
+                "target": 0.25,
+                "met": worst_vs_total is not None and worst_vs_total <= 0.25,
+            },
+            "vs_hf": {
+                "what": "best val F1 per wall-clock minute, default / HF optuna, worst seed",
+                "value": min(per_minute_ratios) if per_minute_ratios else None,
+                "target": 2.0,
+                "met": bool(per_minute_ratios) and min(per_minute_ratios) >= 2.0,
+            },
+        },
         "median_steps_ratio": median(ratios) if ratios else None,
         "seeds_reached": reached,
         "per_minute_rows": minute_rows,

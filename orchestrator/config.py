@@ -124,17 +124,31 @@ class SchedulerConfig(StrictModel):
     resample_probability: float = Field(
         0.25, ge=0.0, le=1.0, description="pbt: chance to resample instead of perturbing."
     )
+    synchronous: bool = Field(
+        False, description="pbt: exploit only when every trial reached the interval "
+        "(reproducible decisions; trials wait for the slowest)."
+    )
 
 
 class ResourcesConfig(StrictModel):
     cpus_per_trial: float = Field(1.0, gt=0, description="Also the trial's torch threads.")
     gpus_per_trial: float = Field(
-        0.0, ge=0, description="Fractions (0.25) pack trials on one GPU; integers above 1 give a "
-        "trial several GPUs."
+        0.0, ge=0, description="Per worker. Fractions (0.25) pack trials on one GPU; a trial's "
+        "training uses one device per worker, so more GPUs means workers_per_trial > 1."
     )
-    reuse_actors: bool = Field(
-        True, description="Run the next trial in a finished trial's process (skips process "
-        "start-up and library imports; trials must ask for the same resources)."
+    workers_per_trial: int = Field(
+        1, ge=1, description="Data-parallel processes per trial, each with cpus_per_trial CPUs "
+        "and gpus_per_trial GPUs; train.batch_size is per worker (global batch = batch_size x "
+        "gradient_accumulation_steps x workers)."
+    )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Where a trial's workers go: PACK on as few nodes as fit (fast "
+        "all-reduce), SPREAD across nodes; STRICT_* refuse to place otherwise."
+    )
+    reuse_actors: bool | None = Field(
+        None, description="Run the next trial in a finished trial's process (skips process "
+        "start-up and library imports). Default: on, except with pbt (in ray 2.60 a reset "
+        "actor ended PBT's exploited trials early)."
     )
 
 
@@ -183,7 +197,8 @@ class SweepConfig(StrictModel):
     @model_validator(mode="after")
     def _cross_field(self) -> SweepConfig:
         """Every cross-field rule runs; all broken ones are reported together, one per line."""
-        problems = self._check_metric() + self._check_search_space() + self._check_scheduler()
+        problems = (self._check_metric() + self._check_search_space() + self._check_scheduler()
+                    + self._check_resources())
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -275,6 +290,19 @@ class SweepConfig(StrictModel):
                 )
             if not self.search_space:
                 problems.append("scheduler.type: pbt needs a search_space to perturb")
+        return problems
+
+    def _check_resources(self) -> list[str]:
+        r = self.resources
+        problems: list[str] = []
+        if r.workers_per_trial > 1 and r.gpus_per_trial not in (0, 1):
+            kind = "fractional" if r.gpus_per_trial < 1 else "several"
+            problems.append(
+                f"resources.gpus_per_trial: {r.gpus_per_trial} ({kind} GPUs per worker) does not "
+                f"work with resources.workers_per_trial: {r.workers_per_trial}; each data-parallel "
+                "worker drives one whole GPU (NCCL refuses two ranks on one device). Set "
+                "gpus_per_trial: 1 (or 0 for CPU), or workers_per_trial: 1 to pack small trials"
+            )
         return problems
 
     @property

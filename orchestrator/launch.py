@@ -122,7 +122,8 @@ def build_tuner(
             search_alg=build_search_alg(config),
             scheduler=scheduler,
             num_samples=config.num_samples,  # concurrency is capped by the search algorithm
-            reuse_actors=config.resources.reuse_actors,
+            reuse_actors=(config.resources.reuse_actors if config.resources.reuse_actors
+                          is not None else config.scheduler.type != "pbt"),
         ),
         run_config=tune.RunConfig(
             name=config.name,

@@ -41,6 +41,6 @@ def build_scheduler(config: SweepConfig, max_steps: int, tokens_per_step: float)
             hyperparam_mutations=dict(to_pbt_mutations(config)),  # type: ignore[arg-type]
             quantile_fraction=s.quantile_fraction,
             resample_probability=s.resample_probability,
-            synch=False,
+            synch=s.synchronous,
         )
     return schedulers.FIFOScheduler()

@@ -49,10 +49,9 @@ def make_chaotic(markers: Path, experiment: Path) -> Any:
                 target.write_bytes(target.read_bytes()[:100])  # a torn write
                 raise RuntimeError("chaos: crash after a torn checkpoint")
 
+        real_setup = loop.setup
         tune.report = report
         if role in ("oom", "nan"):
-            real_setup = loop.setup
-
             def poisoned_setup(*args: Any, **kwargs: Any) -> Any:
                 s = real_setup(*args, **kwargs)
 
@@ -66,6 +65,9 @@ def make_chaotic(markers: Path, experiment: Path) -> Any:
                 return s
 
             loop.setup = poisoned_setup
-        run_trial(config, spec=spec, data=data, pad_id=pad_id)
+        try:
+            run_trial(config, spec=spec, data=data, pad_id=pad_id)
+        finally:  # a reused actor runs the next trial in this process: undo the patches
+            tune.report, loop.setup = real_report, real_setup
 
     return chaotic_trainable

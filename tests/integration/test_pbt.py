@@ -23,7 +23,7 @@ def test_pbt_exploits_and_explores(local_ray, tiny_lm_dir: Path, tmp_path: Path)
                                               "high": 3e-2}},
         search={"algorithm": "random", "seed": 2, "max_concurrent_trials": 4},
         scheduler={"type": "pbt", "perturbation_interval": 10, "quantile_fraction": 0.5,
-                   "resample_probability": 0.0},
+                   "resample_probability": 0.0, "synchronous": True},
         num_samples=4, baseline=False, keep_top_k_trials=None,
     ), live=False)
     experiment = Path(result.experiment_path)
