@@ -32,6 +32,54 @@ BYTES_TARGET = 0.02
 TIME_TARGET = 0.03
 
 
+# Llama-family shapes (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings)
+SHAPES = {
+    "SmolLM2-135M": (576, 1536, 30, 9, 3, 49152, True),
+    "Llama-2-7B": (4096, 11008, 32, 32, 32, 32000, False),
+    "Llama-3-8B": (4096, 14336, 32, 32, 8, 128256, False),
+}
+
+
+def adapter_share_by_shape() -> list[dict[str, Any]]:
+    """LoRA parameters / model parameters for real model shapes, built on the meta device (no
+    weights). At one dtype this is the bytes ratio: how the share falls as models get wider."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    rows = []
+    for name, (hidden, inter, layers, heads, kv, vocab, tied) in SHAPES.items():
+        config = LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            vocab_size=vocab,
+            tie_word_embeddings=tied,
+        )
+        for targets in (["q_proj", "v_proj"], "all-linear"):
+            for r in (8, 16):
+                with torch.device("meta"):
+                    model = LlamaForCausalLM(config)
+                    total = sum(p.numel() for p in model.parameters())
+                    peft_model = get_peft_model(
+                        model, LoraConfig(r=r, target_modules=targets, task_type="CAUSAL_LM")
+                    )
+                lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
+                rows.append(
+                    {
+                        "model": name,
+                        "r": r,
+                        "targets": targets if isinstance(targets, str) else "/".join(targets),
+                        "model_params": total,
+                        "adapter_params": lora,
+                        "adapter_share": lora / total,
+                    }
+                )
+    return rows
+
+
 def folder_bytes(folder: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in folder.rglob(pattern) if p.is_file())
 
@@ -172,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{variant} #{i + 1}: {runs[variant][-1]}", flush=True)
 
     payload = summarize(size_rows, model_bytes, runs)
+    payload["adapter_share_by_shape"] = adapter_share_by_shape()
+    print("\nadapter share by model shape (parameter counts on the meta device)")
+    print(common.table(payload["adapter_share_by_shape"]))
     print(
         f"\ncheckpoint bytes vs the full model ({model_bytes / 2**20:.1f} MiB of safetensors; "
         f"{'tiny model, quick' if args.quick else 'SmolLM2-135M fp32'})"

@@ -44,6 +44,10 @@ def test_checkpoint_cost_quick(tmp_path: Path) -> None:
     assert all(r["checkpoints"] > 0 for r in runs["checkpoint"])
     assert all(r["checkpoints"] == 0 for r in runs["noop"])
     assert finite(result["time"]["seconds_per_checkpoint"])
+    share = {(r["model"], r["r"], r["targets"]): r["adapter_share"]
+             for r in result["adapter_share_by_shape"]}
+    # the adapter's share falls as the model gets wider (SmolLM2-135M: 3.6%, Llama-2-7B: 0.6%)
+    assert share["Llama-2-7B", 16, "all-linear"] < share["SmolLM2-135M", 16, "all-linear"] / 4
 
 
 @pytest.mark.integration
