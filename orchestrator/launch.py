@@ -79,10 +79,14 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
     trainable = tune.with_parameters(
         TRAINABLES[config.task], spec=plan.spec, data=plan.data, pad_id=plan.pad_id
     )
-    return tune.with_resources(
-        trainable,
-        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
-    )
+    r = config.resources
+    if r.workers_per_trial == 1:
+        return tune.with_resources(trainable, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+    # One bundle per data-parallel rank; bundle 0 is the trial process itself (rank 0), the
+    # others hold the worker actors it starts (trainables.workers).
+    bundle = {"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial}
+    return tune.with_resources(trainable, tune.PlacementGroupFactory(
+        [dict(bundle) for _ in range(r.workers_per_trial)], strategy=r.placement_strategy))
 
 
 def build_callbacks(config: SweepConfig, scheduler: Any, total: int,

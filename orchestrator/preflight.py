@@ -80,8 +80,39 @@ def _check_hub_model(config: SweepConfig) -> list[str]:
     return []
 
 
+def _workers_that_fit(node: dict[str, Any], cpus: float, gpus: float) -> int:
+    """How many data-parallel workers (cpus + gpus each) the node holds at once."""
+    have = node["Resources"]
+    counts = [int(have.get(kind, 0) / need + 1e-9) for kind, need in (("CPU", cpus), ("GPU", gpus))
+              if need > 0]
+    return min(counts) if counts else 0
+
+
+def check_placement(config: SweepConfig, alive: list[dict[str, Any]]) -> list[str]:
+    """A trial's workers must fit the cluster together, as its placement strategy demands."""
+    r = config.resources
+    world = r.workers_per_trial
+    per_node = [_workers_that_fit(n, r.cpus_per_trial, r.gpus_per_trial) for n in alive]
+    what = (f"resources.workers_per_trial: {world} workers x ({r.cpus_per_trial} CPUs, "
+            f"{r.gpus_per_trial} GPUs) with placement_strategy {r.placement_strategy}")
+    if r.placement_strategy == "STRICT_PACK" and max(per_node, default=0) < world:
+        return [f"{what} need one node that holds them all, but the largest holds "
+                f"{max(per_node, default=0)}; use PACK (workers may then span nodes), fewer "
+                "workers, or bigger nodes"]
+    if r.placement_strategy == "STRICT_SPREAD" and sum(1 for n in per_node if n) < world:
+        return [f"{what} need {world} different nodes, but only "
+                f"{sum(1 for n in per_node if n)} alive nodes fit a worker; use SPREAD or PACK, "
+                "fewer workers, or add nodes"]
+    if sum(per_node) < world:
+        return [f"{what} need room for {world} workers, but the whole cluster holds "
+                f"{sum(per_node)}; lower workers_per_trial or the per-worker resources, or add "
+                "nodes"]
+    return []
+
+
 def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[str]:
-    """Per-trial CPUs/GPUs must fit on at least one alive node, or trials pend forever."""
+    """Per-trial CPUs/GPUs must fit on at least one alive node (and a data-parallel trial's
+    workers on the cluster as a whole), or trials pend forever."""
     r = config.resources
     problems = []
     if config.train.precision == "fp16" and r.gpus_per_trial == 0:
@@ -100,6 +131,8 @@ def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[st
     if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
         problems.append(f"resources.gpus_per_trial: {r.gpus_per_trial}; above 1 it must be a "
                         "whole number of GPUs")
+    if r.workers_per_trial > 1 and not problems:
+        problems += check_placement(config, alive)
     return problems
 
 
@@ -118,7 +151,8 @@ def _budget_extremes(config: SweepConfig, num_train: int) -> int:
     best = 1
     for combo in product(*options.values()):
         train = config.train.model_copy(update=dict(zip(options, combo, strict=True)))
-        spec_like = type("S", (), {"train": train})
+        spec_like = type("S", (), {"train": train,
+                                   "workers": config.resources.workers_per_trial})
         best = max(best, total_optimizer_steps(spec_like, num_train))  # type: ignore[arg-type]
     return best
 
@@ -141,8 +175,10 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
         raise ConfigError([str(err)], "sweep") from None
     spec = config.model_dump(include={"task", "model", "data", "train", "lora", "metric", "mode"})
     spec["num_labels"] = data.num_labels
+    spec["workers"] = config.resources.workers_per_trial
     tokens = data.summary()["train_tokens"] / max(len(data.train), 1)
-    per_step = tokens * config.train.batch_size * config.train.gradient_accumulation_steps
+    per_step = (tokens * config.train.batch_size * config.train.gradient_accumulation_steps
+                * config.resources.workers_per_trial)
     return Plan(
         spec=spec,
         data=data,

@@ -14,6 +14,7 @@ Layout of a checkpoint folder:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -52,7 +53,9 @@ def save(
     metrics: dict[str, float],
     spec: dict[str, Any],
     scaler: Any = None,
+    rng_per_rank: list[dict[str, Any]] | None = None,
 ) -> None:
+    """`rng_per_rank`: every data-parallel rank's RNG state (rank 0's is also `rng`)."""
     folder.mkdir(parents=True, exist_ok=True)
     if finetune == "lora":
         model.save_pretrained(folder / ADAPTER_DIR)  # type: ignore[operator]
@@ -63,17 +66,22 @@ def save(
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "progress": asdict(progress),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-        },
+        "rng": rng_state(),
+        "rng_per_rank": rng_per_rank,
     }
     torch.save(state, folder / STATE_FILE)
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
     write_manifest(folder)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -126,14 +134,20 @@ def load_weights(folder: Path, model: torch.nn.Module, finetune: str) -> None:
 
 
 def load_state(
-    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any = None
+    source: Path | bytes, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any = None,
+    rank: int = 0,
 ) -> Progress:
-    state = torch.load(folder / STATE_FILE, weights_only=False)
+    """Restore from a checkpoint folder, or from its STATE_FILE's bytes (what rank 0 sends the
+    other data-parallel ranks, which cannot see its copy of the checkpoint)."""
+    state = torch.load(
+        source / STATE_FILE if isinstance(source, Path) else io.BytesIO(source), weights_only=False
+    )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler") is not None:
         scaler.load_state_dict(state["scaler"])
-    rng = state["rng"]
+    per_rank = state.get("rng_per_rank") or []
+    rng = per_rank[rank] if rank < len(per_rank) else state["rng"]
     torch.set_rng_state(rng["torch"])
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

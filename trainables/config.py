@@ -129,6 +129,7 @@ class TrialSpec(StrictModel):
     train: TrainConfig = TrainConfig()
     lora: LoraConfig = LoraConfig()
     num_labels: int | None = None
+    workers: int = Field(1, ge=1, description="Data-parallel processes training this trial.")
     metric: str = "eval_loss"
     mode: Literal["min", "max"] = "min"
 

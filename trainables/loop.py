@@ -2,7 +2,8 @@
 
 `fit` knows nothing about Ray: it takes a `report(metrics, checkpoint_dir)` callback and an
 optional checkpoint folder to resume from, so it runs the same in a Tune trial, in a test, or in
-a plain script.
+a plain script. Given a `Rank` of a data-parallel group (see `distributed`), every rank runs it:
+rank 0 restores, evaluates, checkpoints and reports; the others train their share and wait.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables import checkpointing, modeling
-from trainables.checkpointing import Progress
+from trainables import checkpointing, distributed, modeling
+from trainables.checkpointing import STATE_FILE, Progress
 from trainables.config import TrialSpec
 from trainables.data import PreparedData
-from trainables.evaluation import collate, count_tokens, evaluate
+from trainables.distributed import SINGLE, Rank
+from trainables.evaluation import collate, evaluate
 
 Report = Callable[[dict[str, float], Path], None]
 
@@ -49,7 +51,7 @@ def total_optimizer_steps(spec: TrialSpec, num_train_examples: int) -> int:
     train = spec.train
     if train.max_steps is not None:
         return train.max_steps
-    per_epoch = math.ceil(num_train_examples / train.batch_size)
+    per_epoch = math.ceil(num_train_examples / (train.batch_size * spec.workers))
     return max(1, math.ceil(train.epochs * per_epoch / train.gradient_accumulation_steps))
 
 
@@ -129,20 +131,36 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(num_examples, generator=generator).tolist()
 
 
+def _restore(s: Setup, spec: TrialSpec, resume_from: Path | None, rank: Rank) -> Progress:
+    """Rank 0 loads the checkpoint and sends the training state to the other ranks (they cannot
+    see its local copy); DDP then copies rank 0's trainable weights to them."""
+    state: bytes | None = None
+    if rank.is_main and resume_from is not None:
+        checkpointing.load_weights(resume_from, s.model, spec.train.finetune)
+        state = (resume_from / STATE_FILE).read_bytes()
+    state = distributed.broadcast_object(state, rank)
+    if state is None:
+        distributed.seed_rank(spec.train.seed, rank)
+        return Progress()
+    progress = checkpointing.load_state(state, s.optimizer, s.scheduler, s.scaler, rank.rank)
+    _apply_current_hyperparameters(s, spec)
+    return progress
+
+
 def fit(
     spec: TrialSpec,
     data: PreparedData,
     pad_id: int,
     report: Report,
     resume_from: Path | None = None,
+    rank: Rank = SINGLE,
 ) -> dict[str, float]:
     s = setup(spec, data, pad_id)
     train = spec.train
-    progress = Progress()
-    if resume_from is not None:
-        checkpointing.load_weights(resume_from, s.model, train.finetune)
-        progress = checkpointing.load_state(resume_from, s.optimizer, s.scheduler, s.scaler)
-        _apply_current_hyperparameters(s, spec)
+    progress = _restore(s, spec, resume_from, rank)
+    forward = (distributed.wrap(s.model, s.device, static_graph=train.gradient_checkpointing)
+               if rank.distributed else s.model)
+    global_batch = train.batch_size * rank.world_size
     eval_batch = train.eval_batch_size or train.batch_size
 
     def validate() -> dict[str, float]:
@@ -158,24 +176,30 @@ def fit(
     micro_in_step = 0
     while progress.step < s.total_steps:
         order = epoch_order(len(data.train), train.seed, progress.epoch)
-        starts = range(progress.batch_in_epoch * train.batch_size, len(order), train.batch_size)
+        starts = range(progress.batch_in_epoch * global_batch, len(order), global_batch)
         for start in starts:
             t0 = time.perf_counter()
-            examples = [data.train[i] for i in order[start : start + train.batch_size]]
+            chunk = [data.train[i] for i in order[start : start + global_batch]]
+            examples, weight = distributed.shard(chunk, rank, spec.task)
             batch = {k: v.to(s.device) for k, v in collate(examples, pad_id, spec.task).items()}
-            with s.autocast() if s.autocast else contextlib.nullcontext():
-                loss = s.model(**batch)["loss"]
-            if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"training loss is {loss.item()} at step {progress.step} "
-                    f"(learning_rate={train.learning_rate}); the trial diverged"
-                )
-            scaled = loss / accum
-            (s.scaler.scale(scaled) if s.scaler else scaled).backward()
+            # Gradients are all-reduced only on the micro-batch that completes a step.
+            no_sync = rank.distributed and micro_in_step + 1 < accum
+            with forward.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[operator]
+                with s.autocast() if s.autocast else contextlib.nullcontext():
+                    loss = forward(**batch)["loss"]
+                mean_loss = distributed.global_loss(loss, weight, rank)
+                if not math.isfinite(mean_loss):  # every rank sees it, so all stop together
+                    raise DivergedError(
+                        f"training loss is {mean_loss} at step {progress.step} "
+                        f"(learning_rate={train.learning_rate}); the trial diverged"
+                    )
+                scaled = (loss * weight if rank.distributed else loss) / accum
+                (s.scaler.scale(scaled) if s.scaler else scaled).backward()
             progress.batch_in_epoch += 1
-            progress.tokens_seen += count_tokens(batch)
-            window_tokens += count_tokens(batch)
-            window_loss += float(loss.detach())
+            tokens = sum(len(e["input_ids"]) for e in chunk)  # every rank's tokens
+            progress.tokens_seen += tokens
+            window_tokens += tokens
+            window_loss += mean_loss
             window_batches += 1
             micro_in_step += 1
             if micro_in_step == accum:
@@ -186,24 +210,29 @@ def fit(
             if micro_in_step == 0 and (
                 progress.step % train.eval_every_steps == 0 or progress.step >= s.total_steps
             ):
-                last = {
-                    **validate(),
-                    "train_loss": window_loss / max(window_batches, 1),
-                    "step": progress.step,
-                    "total_steps": s.total_steps,
-                    "tokens_seen": progress.tokens_seen,
-                    "tokens_per_s": window_tokens / max(window_time, 1e-9),
-                    "epoch": progress.epoch + progress.batch_in_epoch * train.batch_size
-                    / len(data.train),
-                    "learning_rate": s.scheduler.get_last_lr()[0],
-                }
-                with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
-                    checkpointing.save(
-                        Path(tmp), model=s.model, finetune=train.finetune,
-                        optimizer=s.optimizer, scheduler=s.scheduler, progress=progress,
-                        metrics=last, spec=spec.model_dump(), scaler=s.scaler,
-                    )
-                    report(last, Path(tmp))
+                rng_per_rank = distributed.gather_objects(checkpointing.rng_state(), rank)
+                if rank.is_main:
+                    last = {
+                        **validate(),
+                        "train_loss": window_loss / max(window_batches, 1),
+                        "step": progress.step,
+                        "total_steps": s.total_steps,
+                        "tokens_seen": progress.tokens_seen,
+                        "tokens_per_s": window_tokens / max(window_time, 1e-9),
+                        "epoch": progress.epoch + progress.batch_in_epoch * global_batch
+                        / len(data.train),
+                        "learning_rate": s.scheduler.get_last_lr()[0],
+                        "world_size": rank.world_size,
+                    }
+                    with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+                        checkpointing.save(
+                            Path(tmp), model=s.model, finetune=train.finetune,
+                            optimizer=s.optimizer, scheduler=s.scheduler, progress=progress,
+                            metrics=last, spec=spec.model_dump(), scaler=s.scaler,
+                            rng_per_rank=rng_per_rank if rank.distributed else None,
+                        )
+                        report(last, Path(tmp))
+                distributed.barrier(rank)  # the others wait while rank 0 evaluates and saves
                 window_loss, window_batches, window_tokens, window_time = 0.0, 0, 0, 0.0
             if progress.step >= s.total_steps:
                 break

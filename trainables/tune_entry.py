@@ -3,7 +3,8 @@
 Failures are sorted here: a NaN/inf loss ends the trial as *diverged* and an out-of-memory
 error as *infeasible*; both report the worst value of the sweep metric (so the searcher learns
 the region is bad) and end normally, so Tune does not retry them. Any other exception fails
-the trial, and Tune retries it from its latest intact checkpoint.
+the trial, and Tune retries it from its latest intact checkpoint. With `workers > 1` this
+process is rank 0 of the trial's data-parallel group (see `workers`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trainables import checkpointing
 from trainables.config import REPORTED_METRICS, TrialSpec, merge_trial_config
 from trainables.data import PreparedData
 from trainables.loop import DivergedError, fit
+from trainables.workers import data_parallel
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +125,12 @@ def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedDat
 
     checkpoint = tune.get_checkpoint()
     try:
-        if checkpoint is not None:
-            with intact_checkpoint(checkpoint) as folder:
-                fit(trial, data, pad_id, report, resume_from=folder)
-        else:
-            fit(trial, data, pad_id, report)
+        with data_parallel(trial, data, pad_id) as rank:
+            if checkpoint is not None:
+                with intact_checkpoint(checkpoint) as folder:
+                    fit(trial, data, pad_id, report, resume_from=folder, rank=rank)
+            else:
+                fit(trial, data, pad_id, report, rank=rank)
     except DivergedError as err:
         tune.report({**_failure_report(trial, "diverged", err), **where})
     except (torch.OutOfMemoryError, MemoryError) as err:

@@ -1,0 +1,193 @@
+"""Data-parallel trials on real local Ray: 2 gloo ranks (the Tune trial process + a worker actor in
+its placement group) train exactly like one process with twice the batch, and resume exactly.
+
+One sweep of one trial (2 workers x batch 4, lr high so weights move): after its step-4 report
+the rank-1 worker process is SIGKILLed, so the trial fails and Tune restarts it from the step-4
+checkpoint. Everything it reported and saved must match an uninterrupted single-process run
+with batch 8, same seed and data order. 45 training examples make the epoch's last global batch
+uneven (3 + 2 examples), and 8 steps cross into the second epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+from ray import cloudpickle  # what Tune pickles trainables with
+
+import trainables
+from orchestrator import launch
+from orchestrator.preflight import build_plan
+from trainables.checkpointing import ADAPTER_DIR
+from trainables.config import TrialSpec
+from trainables.evaluation import evaluate
+from trainables.loop import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
+from ledger import read_ledger  # noqa: E402
+
+pytestmark = pytest.mark.integration
+STEPS, EVAL_EVERY = 8, 4
+
+
+def _kill_sibling_workers() -> int:
+    """SIGKILL this Ray node's data-parallel worker actors (siblings under our own raylet)."""
+    killed = 0
+    for proc in psutil.Process().parent().children():
+        if " ".join(proc.cmdline()).startswith("ray::WorkerRank"):
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def _worker_killed_once(markers: Path) -> Any:
+    def trainable(config: dict, *, spec: dict, data: Any, pad_id: int) -> None:
+        from ray import tune
+
+        from trainables.tune_entry import run_trial
+
+        attempts = markers / "attempts"
+        attempt = int(attempts.read_text()) + 1 if attempts.exists() else 1
+        attempts.write_text(str(attempt))
+        real_report = tune.report
+
+        def report(metrics: dict, checkpoint: Any = None) -> None:
+            real_report(metrics, checkpoint=checkpoint)
+            if attempt == 1 and metrics.get("step") == EVAL_EVERY:
+                (markers / "killed").write_text(str(_kill_sibling_workers()))
+
+        tune.report = report
+        try:
+            run_trial(config, spec=spec, data=data, pad_id=pad_id)
+        finally:
+            tune.report = real_report
+
+    return trainable
+
+
+def _config(encoder: Path, files: dict[str, str], storage: Path) -> dict:
+    return {
+        "task": "sequence_classification", "name": "dp", "storage_path": str(storage),
+        "model": {"path": str(encoder)},
+        "data": {"train": files["train"], "validation": files["validation"],
+                 "text_column": "sentence", "max_length": 32, "max_train_examples": 45},
+        # No dropout: ranks draw different masks than one process would, by design.
+        "train": {"batch_size": 4, "eval_batch_size": 16, "max_steps": STEPS,
+                  "eval_every_steps": EVAL_EVERY, "seed": 3, "dropout": 0.0,
+                  "learning_rate": 2e-2, "lr_schedule": "constant"},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "search": {"algorithm": "random"}, "scheduler": {"type": "fifo"}, "num_samples": 1,
+        "resources": {"workers_per_trial": 2, "cpus_per_trial": 1},
+        "max_retries": 1, "baseline": False, "keep_checkpoints_per_trial": 3,
+    }
+
+
+@pytest.fixture(scope="module")
+def dp_sweep(local_ray, tiny_encoder_dir: Path, sentiment_files: dict[str, str],
+             tmp_path_factory: pytest.TempPathFactory):
+    markers = tmp_path_factory.mktemp("markers")
+    config = _config(tiny_encoder_dir, sentiment_files, tmp_path_factory.mktemp("dp"))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    original = trainables.TRAINABLES["sequence_classification"]
+    trainables.TRAINABLES["sequence_classification"] = _worker_killed_once(markers)
+    try:
+        result = launch(config, live=False)
+    finally:
+        trainables.TRAINABLES["sequence_classification"] = original
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    return result, markers
+
+
+@pytest.fixture(scope="module")
+def single_process_reference(dp_sweep) -> dict[int, tuple[dict[str, float], dict]]:
+    """One process, batch 8 = 2 x 4, no interruption: step -> (metrics, adapter tensors)."""
+    from safetensors.torch import load_file
+
+    result, _ = dp_sweep
+    plan = build_plan(result.config)
+    spec = {**plan.spec, "workers": 1, "train": {**plan.spec["train"], "batch_size": 8}}
+    reports: dict[int, tuple[dict[str, float], dict]] = {}
+
+    def capture(metrics: dict[str, float], folder: Path) -> None:
+        adapter = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
+        reports[int(metrics["step"])] = (dict(metrics), adapter)
+
+    fit(TrialSpec.model_validate(spec), plan.data, plan.pad_id, capture)
+    return reports
+
+
+def _trial_dir(result: Any) -> Path:
+    return next(p for p in Path(result.experiment_path).iterdir() if (p / "result.json").exists())
+
+
+def _rows(result: Any) -> list[dict]:
+    return [json.loads(x) for x in (_trial_dir(result) / "result.json").read_text().splitlines()]
+
+
+def _checkpoint_at(result: Any, step: int) -> Path:
+    return next(c for c in _trial_dir(result).glob("checkpoint_*")
+                if json.loads((c / "metrics.json").read_text())["step"] == step)
+
+
+def test_worker_loss_failed_the_trial_and_it_resumed_from_its_checkpoint(dp_sweep) -> None:
+    result, markers = dp_sweep
+    assert int((markers / "killed").read_text()) == 1  # one worker actor: rank 1
+    assert int((markers / "attempts").read_text()) == 2
+    (record,) = read_ledger(Path(result.experiment_path)).values()
+    assert record.restored_at == [2 * EVAL_EVERY]  # restarted from the step-4 checkpoint
+    assert record.steps[-1] == STEPS
+    assert (result.trials["status"] == "TERMINATED").all()
+
+
+def test_trial_ran_with_two_workers(dp_sweep) -> None:
+    result, _ = dp_sweep
+    rows = _rows(result)
+    assert rows and all(r["world_size"] == 2 for r in rows)
+    for step in (EVAL_EVERY, STEPS):
+        saved = json.loads((_checkpoint_at(result, step) / "metrics.json").read_text())
+        assert saved["world_size"] == 2
+
+
+def test_dp_matches_one_process_with_the_global_batch(dp_sweep, single_process_reference) -> None:
+    from safetensors.torch import load_file
+
+    result, _ = dp_sweep
+    # Tune rewrites result.json on restore; each checkpoint keeps the metrics reported with it.
+    reported = {step: json.loads((_checkpoint_at(result, step) / "metrics.json").read_text())
+                for step in (EVAL_EVERY, STEPS)}
+    assert sorted(single_process_reference) == [EVAL_EVERY, STEPS]
+    for step, (metrics, _) in single_process_reference.items():
+        for name in ("eval_loss", "eval_accuracy", "train_loss", "tokens_seen", "epoch"):
+            assert reported[step][name] == pytest.approx(metrics[name], abs=1e-5), (step, name)
+    final = load_file(str(_checkpoint_at(result, STEPS) / ADAPTER_DIR /
+                          "adapter_model.safetensors"))
+    first_adapter = single_process_reference[EVAL_EVERY][1]
+    last_adapter = single_process_reference[STEPS][1]
+    assert final.keys() == last_adapter.keys()
+    moved = max(float((last_adapter[k] - first_adapter[k]).abs().max()) for k in final)
+    assert moved > 1e-2  # training changed the weights, so matching them means something
+    for key, tensor in final.items():
+        torch.testing.assert_close(tensor, last_adapter[key], atol=1e-5, rtol=0)
+
+
+def test_checkpoint_is_adapter_only_and_loads(dp_sweep) -> None:
+    from orchestrator.export import load_checkpoint_model
+
+    result, _ = dp_sweep
+    ckpt = _checkpoint_at(result, STEPS)
+    files = {p.name for p in ckpt.rglob("*") if p.is_file()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    model, _ = load_checkpoint_model(result.config, ckpt)
+    plan = build_plan(result.config)
+    metrics = evaluate(model, plan.data.validation, task="sequence_classification",
+                       batch_size=16, pad_id=plan.pad_id, device=model.device,
+                       num_labels=plan.data.num_labels)
+    saved = json.loads((ckpt / "metrics.json").read_text())
+    assert metrics["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-5)
