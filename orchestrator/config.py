@@ -303,6 +303,13 @@ class SweepConfig(StrictModel):
                 "worker drives one whole GPU (NCCL refuses two ranks on one device). Set "
                 "gpus_per_trial: 1 (or 0 for CPU), or workers_per_trial: 1 to pack small trials"
             )
+        if r.workers_per_trial == 1 and r.gpus_per_trial > 1 and r.gpus_per_trial.is_integer():
+            n = int(r.gpus_per_trial)
+            problems.append(
+                f"resources.gpus_per_trial: {n} with workers_per_trial: 1 would hold {n} GPUs "
+                f"and train on one (a worker drives one device). For data-parallel training set "
+                f"workers_per_trial: {n} and gpus_per_trial: 1"
+            )
         return problems
 
     @property

@@ -89,6 +89,19 @@ def _is_better(a: float, b: float, mode: str) -> bool:
     return a < b if mode == "min" else a > b
 
 
+def _checkpoint_reports(trial: Any, metric: str) -> list[tuple[float, dict[str, Any]]]:
+    """The reports saved with the trial's kept checkpoints. After a retry Tune restores the
+    trial's result.json from its last upload, which can miss the report made with the newest
+    checkpoint; the checkpoint manager still has it."""
+    manager = getattr(trial.run_metadata, "checkpoint_manager", None)
+    out = []
+    for kept in getattr(manager, "best_checkpoint_results", None) or []:
+        value = kept.metrics.get(metric)
+        if isinstance(value, int | float) and math.isfinite(value):
+            out.append((float(value), dict(kept.metrics)))
+    return out
+
+
 def read_sweep_config(experiment: Storage) -> SweepConfig | None:
     if not experiment.exists(SWEEP_CONFIG_FILE):
         return None
@@ -131,12 +144,16 @@ def load_results(experiment_path: str | Path) -> SweepResult:
             "node_ip": last.get("node_ip"),
             "node_id": last.get("node_id"),
         }
-        if not values.empty:
-            idx = values.idxmin() if mode == "min" else values.idxmax()
-            row[f"best_{metric}"] = float(values[idx])
-            candidate = (float(values[idx]), trial, history.loc[idx].to_dict())
-            if best is None or _is_better(candidate[0], best[0], mode):
-                best = candidate
+        reports = [(float(values[i]), history.loc[i].to_dict()) for i in values.index]
+        reports += _checkpoint_reports(trial, metric)
+        if reports:
+            value, report = reports[0]
+            for v, r in reports[1:]:
+                if _is_better(v, value, mode):
+                    value, report = v, r
+            row[f"best_{metric}"] = value
+            if best is None or _is_better(value, best[0], mode):
+                best = (value, trial, report)
         rows.append(row)
     trials = pd.DataFrame(rows)
     if best is None:

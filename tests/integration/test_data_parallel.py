@@ -191,3 +191,14 @@ def test_checkpoint_is_adapter_only_and_loads(dp_sweep) -> None:
                        num_labels=plan.data.num_labels)
     saved = json.loads((ckpt / "metrics.json").read_text())
     assert metrics["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-5)
+
+
+def test_best_counts_reports_result_json_lost_on_restore(dp_sweep) -> None:
+    """Every checkpointed report counts for the sweep's best, also the one whose result.json row
+    Tune dropped when it restored the file for the retry."""
+    result, _ = dp_sweep
+    saved = [json.loads((_checkpoint_at(result, step) / "metrics.json").read_text())["eval_loss"]
+             for step in (EVAL_EVERY, STEPS)]
+    in_rows = [r["eval_loss"] for r in _rows(result)]
+    assert result.best_value == pytest.approx(min(saved + in_rows), abs=1e-9)
+    assert result.best_metrics["eval_loss"] == pytest.approx(result.best_value, abs=1e-9)

@@ -22,6 +22,12 @@ def test_workers_need_whole_single_gpus(make_raw, config_error, mentions, gpus: 
              "workers_per_trial: 1 to pack small trials")
 
 
+def test_several_gpus_in_one_worker_point_to_workers(make_raw, config_error, mentions) -> None:
+    error = config_error(make_raw(resources={"gpus_per_trial": 4}))
+    mentions(str(error), "resources.gpus_per_trial: 4", "train on one",
+             "workers_per_trial: 4 and gpus_per_trial: 1")
+
+
 @pytest.mark.parametrize(("patch", "fragments"), [
     ({"workers_per_trial": 0}, ["resources.workers_per_trial", "greater than or equal to 1"]),
     ({"placement_strategy": "PACKED"}, ["resources.placement_strategy", "PACK", "STRICT_SPREAD"]),
