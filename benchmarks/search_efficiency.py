@@ -1,6 +1,6 @@
 """Search efficiency on TweetEval emotion (MiniLM-L6 + LoRA, validation macro-F1).
 
-    python -m benchmarks.search_efficiency             # full: ~45+ min on a quiet 2-core machine
+    python -m benchmarks.search_efficiency             # full: ~40 min on a quiet 2-core machine
     python -m benchmarks.search_efficiency --seeds 1 --trials 4 --max-train 300   # smoke run
     python -m benchmarks.search_efficiency --quick     # tiny BERT on toy data, seconds (CI)
 
@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="torch threads for HF's trials (default: every core; quick 1)",
     )
     parser.add_argument("--trials", type=int, default=None, help="trials per sweep (default 12)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 135)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 90)")
     parser.add_argument(
         "--eval-every", type=int, default=None, help="default: steps / 9 (quick: / 4)"
     )
@@ -403,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.trials = args.trials or (2 if args.quick else 12)
-    args.steps = args.steps or (12 if args.quick else 135)
+    args.steps = args.steps or (12 if args.quick else 90)
     args.eval_every = args.eval_every or max(1, args.steps // (4 if args.quick else 9))
     args.grace = args.grace or (2 if args.quick else 1) * args.eval_every
     command = common.command_line(argv, "benchmarks.search_efficiency")
