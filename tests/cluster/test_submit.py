@@ -84,7 +84,8 @@ def _wait_for_log(job_id: str, address: str, needle: str, timeout_s: float = 180
         if needle in text:
             return text
         if jobs.status(job_id, address) in jobs.TERMINAL:
-            break
+            # the log agent can lag the driver's last lines by a few seconds
+            deadline = min(deadline, time.monotonic() + 20)
         time.sleep(1)
     raise AssertionError(f"{needle!r} never appeared in the logs of {job_id}:\n{text[-3000:]}")
 
@@ -134,18 +135,22 @@ def test_submitted_sweep_spreads_over_both_nodes(cluster: LocalCluster, client_e
 def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: dict,
                                             tiny_lm_dir: Path, tmp_path: Path) -> None:
     storage = tmp_path / "results"
-    config = lm_config(tiny_lm_dir, name="stopped", storage_path=str(storage), num_samples=4,
-                       baseline=False, search={"max_concurrent_trials": 2},
+    # One trial at a time: when the first finishes, seven more (reused processes make each
+    # only seconds long) are left for the stop to interrupt.
+    config = lm_config(tiny_lm_dir, name="stopped", storage_path=str(storage), num_samples=8,
+                       baseline=False, search={"max_concurrent_trials": 1},
                        resources={"cpus_per_trial": 1}, keep_top_k_trials=None,
                        scheduler={"type": "fifo"},
-                       train={"batch_size": 8, "max_steps": 30, "eval_every_steps": 5})
+                       train={"batch_size": 8, "max_steps": 60, "eval_every_steps": 10})
     job_id = jobs.submit(_write(tmp_path / "cfg", config), cluster.dashboard_url)
-    _wait_for_log(job_id, cluster.dashboard_url, " step 30/30")  # one trial has finished
+    _wait_for_log(job_id, cluster.dashboard_url, " step 60/60")  # one trial has finished
 
     stopped = _sweep("stop", job_id, env=client_env)
     assert stopped.returncode == 0 and f"{job_id}: STOPPED" in stopped.stdout, stopped.stderr
-    logs = "".join(jobs.logs(job_id, cluster.dashboard_url))
+    logs = _wait_for_log(job_id, cluster.dashboard_url,
+                         "Wrote the latest version of all result files and experiment state")
     # Tune's own SIGINT handler ran, then wrote its final snapshot (not just a periodic one).
+    assert "Stop signal received" in logs, logs[-3000:]
     after_stop = logs[logs.index("Stop signal received"):]
     assert "Wrote the latest version of all result files and experiment state" in after_stop
     experiment = storage / "stopped"
@@ -156,14 +161,15 @@ def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: d
 
     # Resume it: finished trials are kept as they are, the others continue.
     before = read_ledger(experiment)
-    finished = {tid: r.steps for tid, r in before.items() if r.steps and r.steps[-1] == 30}
+    finished = {tid: r.steps for tid, r in before.items() if r.steps and r.steps[-1] == 60}
     assert finished
+    assert len(finished) < 8, "the sweep ended before the stop: nothing was interrupted"
     resumed = _sweep("resume", str(experiment), "--address", cluster.address, env=client_env,
                      timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = read_ledger(experiment)
-    assert len(after) == 4 and len({r.key for r in after.values()}) == 4
-    assert all(r.steps[-1] == 30 for r in after.values())
+    assert len(after) == 8 and len({r.key for r in after.values()}) == 8
+    assert all(r.steps[-1] == 60 for r in after.values())
     for tid, steps in finished.items():
         assert after[tid].steps == steps  # not re-run
 
