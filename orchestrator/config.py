@@ -147,8 +147,8 @@ class ResourcesConfig(StrictModel):
     )
     reuse_actors: bool | None = Field(
         None, description="Run the next trial in a finished trial's process (skips process "
-        "start-up and library imports). Default: on, except with pbt (in ray 2.60 a reset "
-        "actor ended PBT's exploited trials early)."
+        "start-up and library imports). Default: on, except with pbt (Tune's default, off, "
+        "which is what this project's PBT tests cover)."
     )
 
 
