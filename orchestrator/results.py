@@ -147,10 +147,8 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         reports = [(float(values[i]), history.loc[i].to_dict()) for i in values.index]
         reports += _checkpoint_reports(trial, metric)
         if reports:
-            value, report = reports[0]
-            for v, r in reports[1:]:
-                if _is_better(v, value, mode):
-                    value, report = v, r
+            pick = min if mode == "min" else max
+            value, report = pick(reports, key=lambda vr: vr[0])
             row[f"best_{metric}"] = value
             if best is None or _is_better(value, best[0], mode):
                 best = (value, trial, report)

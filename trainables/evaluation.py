@@ -33,10 +33,6 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int, task: Task) -> dict
     return batch
 
 
-def count_tokens(batch: dict[str, torch.Tensor]) -> int:
-    return int(batch["attention_mask"].sum())
-
-
 def batches(
     examples: Sequence[dict[str, Any]], batch_size: int, pad_id: int, task: Task
 ) -> Iterator[dict[str, torch.Tensor]]:

@@ -210,7 +210,8 @@ def fit(
             if micro_in_step == 0 and (
                 progress.step % train.eval_every_steps == 0 or progress.step >= s.total_steps
             ):
-                rng_per_rank = distributed.gather_objects(checkpointing.rng_state(), rank)
+                rng_per_rank = (distributed.gather_objects(checkpointing.rng_state(), rank)
+                                if rank.distributed else None)
                 if rank.is_main:
                     last = {
                         **validate(),
@@ -229,7 +230,7 @@ def fit(
                             Path(tmp), model=s.model, finetune=train.finetune,
                             optimizer=s.optimizer, scheduler=s.scheduler, progress=progress,
                             metrics=last, spec=spec.model_dump(), scaler=s.scaler,
-                            rng_per_rank=rng_per_rank if rank.distributed else None,
+                            rng_per_rank=rng_per_rank,
                         )
                         report(last, Path(tmp))
                 distributed.barrier(rank)  # the others wait while rank 0 evaluates and saves
