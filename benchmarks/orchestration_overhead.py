@@ -5,9 +5,10 @@
 
 A 32-trial sweep of short trials (tiny Llama from a config, LoRA, FIFO, random search,
 2 concurrent trials of 1 CPU), built from `orchestrator.launch`'s own pieces (`build_plan`,
-`build_trainable`, `build_search_alg`, `build_callbacks`), with `reuse_actors` off (what
-`build_tuner` does today: Tune's default) and on. Trial time is the trainable function's own
-wall time (entry to exit, stamped inside the trial); the sweep's wall time is `Tuner.fit()`.
+`build_trainable`, `build_search_alg`, `build_callbacks`), with `reuse_actors` off (Tune's
+default) and on (`build_tuner`'s default since this benchmark's run, except for PBT).
+Trial time is the trainable function's own wall time (entry to exit, stamped inside the
+trial); the sweep's wall time is `Tuner.fit()`.
 Target <= 1.05 (Ray's own release test reaches 1.14). The breakdown attributes the gap to
 experiment start, actor start (process + imports), object-store fetch, trial teardown and the
 driver, from timestamps taken in the driver (a Tune callback) and in the trials.
