@@ -22,6 +22,7 @@ from ledger import read_ledger  # noqa: E402
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+MAX_STEPS = 200  # ~4 s a trial here: time to see it running and kill its node mid-run
 
 
 def _node_roles(env: dict[str, str]) -> tuple[str, str]:
@@ -54,7 +55,7 @@ def test_trial_on_a_lost_node_resumes_elsewhere(tiny_lm_dir: Path, tmp_path: Pat
         storage = tmp_path / "out"
         config = lm_config(
             tiny_lm_dir, name="node-loss", storage_path=str(storage),
-            train={"batch_size": 8, "max_steps": 30, "eval_every_steps": 5, "seed": 0,
+            train={"batch_size": 8, "max_steps": MAX_STEPS, "eval_every_steps": 5, "seed": 0,
                    "learning_rate": 1e-2},
             search_space={"train.weight_decay": {"type": "uniform", "low": 0.0, "high": 0.1}},
             search={"algorithm": "random", "seed": 0, "max_concurrent_trials": 2},
@@ -72,8 +73,12 @@ def test_trial_on_a_lost_node_resumes_elsewhere(tiny_lm_dir: Path, tmp_path: Pat
         while victim is None and time.monotonic() < deadline:
             for result_file in experiment.glob("*/result.json"):
                 rows = [json.loads(x) for x in result_file.read_text().splitlines()]
-                if rows and rows[-1].get("node_id") == worker and rows[-1]["step"] >= 10:
-                    victim = rows[-1]["trial_id"]
+                # Still running on the worker: a finished trial's last row also names its
+                # node, and with reused trial processes the worker may already be on its next.
+                last = rows[-1] if rows else {}
+                if (last.get("node_id") == worker and 10 <= last["step"] <= MAX_STEPS // 2
+                        and not last.get("done")):
+                    victim = last["trial_id"]
             time.sleep(0.3)
         assert victim, "no trial reached step 10 on the worker node"
         assert _kill_node(worker) >= 2
@@ -82,7 +87,7 @@ def test_trial_on_a_lost_node_resumes_elsewhere(tiny_lm_dir: Path, tmp_path: Pat
 
     ledger = read_ledger(experiment)
     assert len(ledger) == 3 and len({r.key for r in ledger.values()}) == 3
-    assert all(r.steps[-1] == 30 for r in ledger.values())
+    assert all(r.steps[-1] == MAX_STEPS for r in ledger.values())
     lost = ledger[victim]
     assert lost.restored_at and min(lost.restored_at) > 5  # from its checkpoint, not scratch
     trial_dir = next(p for p in experiment.iterdir() if p.is_dir() and victim in p.name)
