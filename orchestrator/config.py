@@ -99,6 +99,11 @@ class SearchConfig(StrictModel):
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the cluster's resources fit."
     )
+    points_to_evaluate: list[dict[str, Any]] = Field(
+        default_factory=list, description="Configurations tried first, keyed like search_space "
+        "(`{train.learning_rate: 3.0e-4, lora.r: 16}`): a warm start from known-good values. "
+        "They count toward num_samples; the searcher learns from their results.",
+    )
 
 
 class SchedulerConfig(StrictModel):
@@ -259,11 +264,45 @@ class SweepConfig(StrictModel):
                     f"search.algorithm: grid needs discrete dimensions, but {bad} are continuous; "
                     "give them `type: grid` values, or use search.algorithm: hyperopt"
                 )
+        problems += self._check_points_to_evaluate()
         if self.search.algorithm in ("hyperopt", "optuna") and not self.search_space:
             problems.append(
                 f"search_space: is empty, so {self.search.algorithm} has nothing to search; add "
                 "dimensions (e.g. train.learning_rate) or use search.algorithm: random"
             )
+        return problems
+
+    def _check_points_to_evaluate(self) -> list[str]:
+        points = self.search.points_to_evaluate
+        if not points:
+            return []
+        if self.search.algorithm == "grid":
+            return ["search.points_to_evaluate: grid enumerates its own points; drop "
+                    "points_to_evaluate or use search.algorithm: random, hyperopt or optuna"]
+        problems: list[str] = []
+        if len(points) > self.num_samples:
+            problems.append(
+                f"search.points_to_evaluate: {len(points)} points but num_samples is "
+                f"{self.num_samples}; the extra points would never run, so set num_samples >= "
+                f"{len(points)}"
+            )
+        for i, point in enumerate(points):
+            for key, value in point.items():
+                where = f"search.points_to_evaluate[{i}].{key}"
+                if key not in self.search_space:
+                    problems.append(
+                        f"{where}: not a searched dimension; points give values for "
+                        f"search_space keys {sorted(self.search_space)}"
+                        f"{_did_you_mean(key, list(self.search_space))}"
+                    )
+                    continue
+                section, _, field = key.partition(".")
+                model_cls = SEARCHABLE_SECTIONS[section]
+                try:
+                    model_cls.model_validate({**getattr(self, section).model_dump(), field: value})
+                except Exception as err:  # pydantic's message names the rule broken
+                    problems.append(f"{where}: {value!r} is not valid: "
+                                    f"{_first_error_message(err)}")
         return problems
 
     def _check_scheduler(self) -> list[str]:

@@ -118,6 +118,11 @@ class TrainConfig(StrictModel):
     torch_threads: int | None = Field(
         None, ge=1, description="Intra-op CPU threads per trial. Default: the trial's CPUs."
     )
+    report_test_metrics: bool = Field(
+        False, description="Also score the test split at every evaluation and report it as "
+        "`test_*` (learning-curve tables for benchmarks). Never used for selection; costs one "
+        "more evaluation pass per report."
+    )
 
 
 class TrialSpec(StrictModel):

@@ -163,11 +163,18 @@ def fit(
     global_batch = train.batch_size * rank.world_size
     eval_batch = train.eval_batch_size or train.batch_size
 
-    def validate() -> dict[str, float]:
+    def score(examples: list[dict[str, Any]]) -> dict[str, float]:
         return evaluate(
-            s.model, data.validation, task=spec.task, batch_size=eval_batch, pad_id=pad_id,
+            s.model, examples, task=spec.task, batch_size=eval_batch, pad_id=pad_id,
             device=s.device, num_labels=data.num_labels, autocast=s.autocast,
         )
+
+    def validate() -> dict[str, float]:
+        metrics = score(data.validation)
+        if train.report_test_metrics and data.test:
+            # eval_x -> test_x: the same metrics on the test split, for learning-curve tables.
+            metrics |= {"test_" + k.removeprefix("eval_"): v for k, v in score(data.test).items()}
+        return metrics
 
     s.model.train()
     window_loss, window_batches, window_tokens, window_time = 0.0, 0, 0, 0.0
