@@ -173,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     command = common.command_line(argv, "benchmarks.checkpoint_cost")
 
-    from orchestrator.loading import load_config
-    from orchestrator.preflight import build_plan
+    from orchestrator.config.loading import load_config
+    from orchestrator.run.preflight import build_plan
     from trainables import modeling
 
     with (

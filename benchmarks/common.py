@@ -177,7 +177,7 @@ def local_ray() -> Iterator[float]:
 
     import ray
 
-    from orchestrator.launch import ensure_ray
+    from orchestrator.run.launch import ensure_ray
 
     if ray.is_initialized():
         yield 0.0

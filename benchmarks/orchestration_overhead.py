@@ -4,7 +4,7 @@
     python -m benchmarks.orchestration_overhead --quick    # 2 trials x 2 variants, seconds
 
 A 32-trial sweep of short trials (tiny Llama from a config, LoRA, FIFO, random search,
-2 concurrent trials of 1 CPU), built from `orchestrator.launch`'s own pieces (`build_plan`,
+2 concurrent trials of 1 CPU), built from `orchestrator.run.launch`'s own pieces (`build_plan`,
 `build_trainable`, `build_search_alg`, `build_callbacks`), with `reuse_actors` off (Tune's
 default) and on (`build_tuner`'s default since this benchmark's run, except for PBT).
 Trial time is the trainable function's own wall time (entry to exit, stamped inside the
@@ -105,10 +105,10 @@ def run_sweep(cfg: Any, plan: Any, storage: Path, reuse_actors: bool, tag: str) 
     from ray import tune
 
     from benchmarks.timeline import Timeline
-    from orchestrator.launch import build_callbacks
-    from orchestrator.schedulers import build_scheduler
-    from orchestrator.search_space import to_param_space
-    from orchestrator.searchers import build_search_alg
+    from orchestrator.run.launch import build_callbacks
+    from orchestrator.search.schedulers import build_scheduler
+    from orchestrator.search.searchers import build_search_alg
+    from orchestrator.search.space import to_param_space
 
     stamps = storage / f"stamps-{tag}.jsonl"
     scheduler = build_scheduler(cfg, plan.max_steps, plan.tokens_per_step)
@@ -227,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     steps = args.steps or (20 if args.quick else 300)
     command = common.command_line(argv, "benchmarks.orchestration_overhead")
 
-    from orchestrator.loading import load_config
-    from orchestrator.preflight import build_plan
+    from orchestrator.config.loading import load_config
+    from orchestrator.run.preflight import build_plan
 
     runs: dict[str, list[dict[str, Any]]] = {"reuse_actors=False": [], "reuse_actors=True": []}
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp, common.LoadSampler() as load:

@@ -64,7 +64,7 @@ def toy_data(folder: Path) -> Path:
 
 def sweep_config(args: argparse.Namespace, data: Path, model: str | None) -> dict[str, Any]:
     """examples/tweeteval_emotion.yaml with the shrunken budget and the data folder given."""
-    from orchestrator.loading import read_yaml
+    from orchestrator.config.loading import read_yaml
 
     raw = read_yaml((common.ROOT / "examples" / "tweeteval_emotion.yaml").read_text())
     raw["data"].update(
@@ -142,9 +142,9 @@ def tune_recorder(recorder: Recorder) -> Any:
 
 def run_ours(raw: dict[str, Any], variant: str, seed: int, storage: Path) -> dict[str, Any]:
     """`launch()` itself, with a recorder added to the product's callbacks."""
-    from orchestrator.final_eval import evaluate_test_split
+    from orchestrator.post.final_eval import evaluate_test_split
 
-    module = importlib.import_module("orchestrator.launch")  # the package rebinds `launch`
+    module = importlib.import_module("orchestrator.run.launch")  # the package rebinds `launch`
     raw = {
         **raw,
         "name": f"{variant}-seed{seed}",
@@ -189,9 +189,9 @@ def hf_search(raw: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
     import optuna
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-    from orchestrator.config import Choice, Grid, LogUniform, QUniform, RandInt
-    from orchestrator.loading import load_config
-    from orchestrator.preflight import build_plan
+    from orchestrator.config.loading import load_config
+    from orchestrator.config.schema import Choice, Grid, LogUniform, QUniform, RandInt
+    from orchestrator.run.preflight import build_plan
     from trainables import modeling
     from trainables.evaluation import evaluate, macro_f1
 

@@ -235,7 +235,7 @@ def run_in_ray(trainable: Any, storage: str, name: str, reuse: bool = False) -> 
 
 
 def build_config(quick: bool, work: Path) -> Any:
-    from orchestrator.loading import load_config
+    from orchestrator.config.loading import load_config
 
     if not quick:
         return load_config(common.ROOT / "examples" / "quickstart.yaml")
@@ -255,7 +255,7 @@ def measure(
     float | None,
 ]:
     """The driver's one-time work, then interleaved trials in-process and in Ray."""
-    from orchestrator.preflight import build_plan
+    from orchestrator.run.preflight import build_plan
     from trainables import modeling
 
     cfg = build_config(quick, work)

@@ -1,13 +1,34 @@
-"""Driver side of the sweep orchestrator: config, search, scheduling, launch, results."""
+"""Driver side of the sweep orchestrator, one package per phase of the pipeline:
 
-from orchestrator.config import SweepConfig
-from orchestrator.export import export_best
-from orchestrator.final_eval import evaluate_test_split
-from orchestrator.launch import launch
-from orchestrator.loading import ConfigError, load_config
-from orchestrator.results import SweepResult, load_results
-from orchestrator.resume import resume
-from orchestrator.soup import make_soup
+    config/      the sweep config: schema, loading (with `--set`), the generated reference
+    search/      search space, search algorithms, schedulers, scheduler state across resumes
+    run/         launch: preflight (the plan), storage checks, the Tuner, progress, resume
+    experiment/  what a sweep leaves on storage: storage access, results, checkpoints
+    post/        after the sweep: export, test evaluation, merging, soups, report
+    cli/         the `sweep` command
+
+The public names below are imported on first use, so `import orchestrator` stays cheap.
+
+>>> from orchestrator import launch, load_config  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_PUBLIC = {
+    "ConfigError": "orchestrator.config.errors",
+    "SweepConfig": "orchestrator.config.schema",
+    "load_config": "orchestrator.config.loading",
+    "launch": "orchestrator.run.launch",
+    "resume": "orchestrator.run.resume",
+    "SweepResult": "orchestrator.experiment.results",
+    "load_results": "orchestrator.experiment.results",
+    "export_best": "orchestrator.post.export",
+    "evaluate_test_split": "orchestrator.post.final_eval",
+    "make_soup": "orchestrator.post.soup",
+}
 
 __all__ = [
     "ConfigError",
@@ -21,3 +42,20 @@ __all__ = [
     "make_soup",
     "resume",
 ]
+
+if TYPE_CHECKING:
+    from orchestrator.config.errors import ConfigError
+    from orchestrator.config.loading import load_config
+    from orchestrator.config.schema import SweepConfig
+    from orchestrator.experiment.results import SweepResult, load_results
+    from orchestrator.post.export import export_best
+    from orchestrator.post.final_eval import evaluate_test_split
+    from orchestrator.post.soup import make_soup
+    from orchestrator.run.launch import launch
+    from orchestrator.run.resume import resume
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -135,7 +135,7 @@ def main(trials: int, seed: int) -> None:
     wall = time.monotonic() - started
 
     from orchestrator import load_results
-    from orchestrator.export import load_checkpoint_model
+    from orchestrator.experiment.checkpoints import load_checkpoint_model
 
     ledger = read_ledger(experiment)
     result = load_results(experiment)

@@ -49,7 +49,7 @@ def local_ray():
     """A new local Ray for the module (no dashboard), shut down afterwards."""
     import ray
 
-    from orchestrator.launch import ensure_ray
+    from orchestrator.run.launch import ensure_ray
 
     ensure_ray("local")  # never join a cluster that happens to run on this machine
     yield ray

@@ -1,11 +1,8 @@
-"""Code that runs inside a trial. Never imports `orchestrator`."""
+"""Code that runs inside a trial. Never imports `orchestrator`.
 
-from trainables.causal_lm import train_causal_lm
-from trainables.sequence_classification import train_sequence_classification
+The trainables are looked up by task in `registry.TRAINABLES` and imported on first use.
+"""
 
-TRAINABLES = {
-    "causal_lm": train_causal_lm,
-    "sequence_classification": train_sequence_classification,
-}
+from trainables.registry import TRAINABLES, get_trainable
 
-__all__ = ["TRAINABLES", "train_causal_lm", "train_sequence_classification"]
+__all__ = ["TRAINABLES", "get_trainable"]

@@ -145,7 +145,7 @@ def data_parallel(trial: TrialSpec, data: PreparedData, pad_id: int) -> Iterator
         raise RuntimeError(
             f"workers: {world} needs the trial to run in a placement group of {world} bundles "
             "(launch asks for one when resources.workers_per_trial > 1); run it through "
-            "orchestrator.launch"
+            "orchestrator.run.launch"
         )
     actor_cls: Any = ray.remote(WorkerRank)
     actors: list[Any] = []

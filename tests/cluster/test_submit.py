@@ -24,8 +24,8 @@ from cluster.local import LocalCluster
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
 from ledger import read_ledger  # noqa: E402
 
-from orchestrator import jobs
-from orchestrator.loading import ConfigError
+from cluster import jobs
+from orchestrator.config.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 integration = pytest.mark.integration
@@ -61,7 +61,7 @@ def cluster(s3: dict) -> Iterator[LocalCluster]:
 @pytest.fixture
 def client_env(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The environment `cluster.local up` tells a user to export (nothing from this shell's own
-    Ray settings); this process gets the token path too, for direct `orchestrator.jobs` calls."""
+    Ray settings); this process gets the token path too, for direct `cluster.jobs` calls."""
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster.env["RAY_AUTH_TOKEN_PATH"])
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
@@ -111,7 +111,7 @@ def test_submitted_sweep_spreads_over_both_nodes(cluster: LocalCluster, client_e
     assert "Untrained model: eval_loss=" in followed.stdout
     assert job_id in _sweep("list", env=client_env).stdout
 
-    from orchestrator.results import load_results
+    from orchestrator.experiment.results import load_results
 
     result = load_results(s3["uri"]("team/spread"))
     assert len(result.trials) == 4 and set(result.trials["status"]) == {"TERMINATED"}
@@ -188,7 +188,7 @@ def test_sigterm_takes_the_path_of_sigint() -> None:
     sweep), and is a KeyboardInterrupt before one is; Ray's supervisor ignores SIGINT for us."""
     script = textwrap.dedent("""
         import os, signal
-        from orchestrator.job_entry import allow_sigint, route_sigterm_to_sigint
+        from cluster.job_entry import allow_sigint, route_sigterm_to_sigint
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a job's driver starts
         allow_sigint()
         route_sigterm_to_sigint()

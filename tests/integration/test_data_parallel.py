@@ -24,7 +24,7 @@ from ray import cloudpickle  # what Tune pickles trainables with
 
 import trainables
 from orchestrator import launch
-from orchestrator.preflight import build_plan
+from orchestrator.run.preflight import build_plan
 from trainables.checkpointing import ADAPTER_DIR
 from trainables.config import TrialSpec
 from trainables.evaluation import evaluate
@@ -178,7 +178,7 @@ def test_dp_matches_one_process_with_the_global_batch(dp_sweep, single_process_r
 
 
 def test_checkpoint_is_adapter_only_and_loads(dp_sweep) -> None:
-    from orchestrator.export import load_checkpoint_model
+    from orchestrator.experiment.checkpoints import load_checkpoint_model
 
     result, _ = dp_sweep
     ckpt = _checkpoint_at(result, STEPS)

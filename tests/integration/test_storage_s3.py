@@ -22,8 +22,8 @@ def s3_server():
 
 def test_credentials_in_uri_are_refused(tiny_lm_dir: Path) -> None:
     from orchestrator import ConfigError
-    from orchestrator.launch import prepare_storage
-    from orchestrator.loading import load_config
+    from orchestrator.config.loading import load_config
+    from orchestrator.run.launch import prepare_storage
 
     cfg = load_config(lm_config(tiny_lm_dir, name="x",
                                 storage_path="s3://b/p?access_key=AKIA&secret_key=s"))

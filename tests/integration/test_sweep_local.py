@@ -75,7 +75,7 @@ def test_best_checkpoint_is_adapter_only_and_loads_back(sweep, tiny_lm_dir: Path
     model, tokenizer = sweep.load_best_model()
     assert type(model).__name__.startswith("PeftModel")
     # The loaded model reproduces the metric the trial reported for this checkpoint.
-    from orchestrator.preflight import build_plan
+    from orchestrator.run.preflight import build_plan
     from trainables.evaluation import evaluate
 
     plan = build_plan(sweep.config)

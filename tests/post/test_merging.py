@@ -9,8 +9,8 @@ import pytest
 import torch
 from sweep_helpers import lm_config
 
-from orchestrator.loading import load_config
-from orchestrator.merging import LoraFactors, combine_lora, load_pot, ties_lora
+from orchestrator.config.loading import load_config
+from orchestrator.post.merging import LoraFactors, combine_lora, load_pot, ties_lora
 from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
 
 

@@ -17,10 +17,11 @@ from safetensors.torch import load_file
 from sweep_helpers import DATES, lm_config
 
 from orchestrator import launch
-from orchestrator.cli_post import register
-from orchestrator.export import EXPORT_INFO_FILE, export_best, ranked_checkpoints
-from orchestrator.final_eval import TEST_RESULTS_FILE, evaluate_test_split, load_eval_data
-from orchestrator.soup import make_soup
+from orchestrator.cli.post import register
+from orchestrator.experiment.trials import ranked_checkpoints
+from orchestrator.post.export import EXPORT_INFO_FILE, export_best
+from orchestrator.post.final_eval import TEST_RESULTS_FILE, evaluate_test_split, load_eval_data
+from orchestrator.post.soup import make_soup
 from trainables.checkpointing import ADAPTER_DIR
 from trainables.evaluation import collate
 

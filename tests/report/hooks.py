@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config import SweepConfig
+from orchestrator.config.schema import SweepConfig
 from trainables.data import PreparedData
 
 INTEGRATED = {"logging", "quality"} <= SweepConfig.model_fields.keys()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from sweep_helpers import lm_config
 
-from orchestrator.loading import load_config
-from orchestrator.results import SweepResult
+from orchestrator.config.loading import load_config
+from orchestrator.experiment.results import SweepResult
 
 TOTAL_STEPS = 30
 

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from sweep_helpers import ROOT
 
-from orchestrator.logging_callbacks import (
-    LoggingConfig,
+from orchestrator.config.sections import LoggingConfig
+from orchestrator.run.logging_callbacks import (
     NoTensorBoard,
     StepTBXLoggerCallback,
     build_logging_callbacks,
@@ -48,7 +48,7 @@ def test_config_defaults_and_rules() -> None:
 
 
 def test_config_import_does_not_import_ray() -> None:
-    code = ("import sys; import orchestrator.logging_callbacks, orchestrator.quality; "
+    code = ("import sys; import orchestrator.run.logging_callbacks, orchestrator.run.leakage, orchestrator.experiment.fit; "
             "print(sorted(m for m in ('ray', 'ray.tune') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout

@@ -17,19 +17,16 @@ import pytest
 import torch
 from sweep_helpers import ROOT, SHARED_DATA, lm_config
 
-from orchestrator.loading import load_config
-from orchestrator.quality import (
+from orchestrator.config.loading import load_config
+from orchestrator.config.sections import QualityConfig
+from orchestrator.experiment.fit import add_fit_flags, fit_flags, flag_trials
+from orchestrator.post.forgetting import forgetting_check, general_texts
+from orchestrator.run.leakage import (
     LeakageError,
-    QualityConfig,
-    add_fit_flags,
     check_data_leakage,
     check_leakage,
     enforce_leakage_policy,
-    fit_flags,
-    flag_trials,
-    forgetting_check,
     format_leakage_warning,
-    general_texts,
     normalize_text,
 )
 
@@ -271,7 +268,7 @@ def test_flag_trials_table() -> None:
 @pytest.fixture(scope="module")
 def tuned_checkpoint(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """(config, checkpoint) of the tiny LM after 10 LoRA steps on the date data, without Ray."""
-    from orchestrator.preflight import build_plan
+    from orchestrator.run.preflight import build_plan
     from trainables.config import TrialSpec
     from trainables.loop import fit
 

@@ -11,9 +11,9 @@ from browser import assert_report_renders, needs_chromium
 from click.testing import CliRunner
 from synthetic_sweep import TRIALS, histories, sweep_result
 
-from orchestrator.cli_report import register
-from orchestrator.report import build_report, compute_summary, searched_params
-from orchestrator.report_plots import param_importances
+from orchestrator.cli.report import register
+from orchestrator.post.report import build_report, compute_summary, searched_params
+from orchestrator.post.report_plots import param_importances
 
 LEAKAGE = {"train_size": 10, "threshold": 0.9, "ngram": 5, "seconds": 0.01, "leaked": 2,
            "splits": [{"split": "validation", "size": 4, "exact": 1, "normalized": 0, "near": 1,

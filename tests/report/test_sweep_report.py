@@ -20,10 +20,13 @@ from hooks import INTEGRATED, needs_integration
 from sweep_helpers import lm_config
 
 from orchestrator import launch
-from orchestrator.cli_report import register
-from orchestrator.logging_callbacks import LoggingConfig, build_logging_callbacks
-from orchestrator.quality import FORGETTING_FILE, LEAKAGE_FILE, check_data_leakage, flag_trials
-from orchestrator.report import compute_summary, load_histories
+from orchestrator.cli.report import register
+from orchestrator.config.sections import LoggingConfig
+from orchestrator.experiment.fit import flag_trials
+from orchestrator.post.forgetting import FORGETTING_FILE
+from orchestrator.post.report import compute_summary, load_histories
+from orchestrator.run.leakage import LEAKAGE_FILE, check_data_leakage
+from orchestrator.run.logging_callbacks import build_logging_callbacks
 
 pytestmark = pytest.mark.integration
 MAX_STEPS = 20
@@ -34,8 +37,8 @@ NUM_TRIALS = 4
 def sweep(local_ray, tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from ray import tune
 
-    # `orchestrator.launch` the attribute is the function; the module is in sys.modules.
-    launch_module = importlib.import_module("orchestrator.launch")
+    # `orchestrator.run.launch` the attribute is the function; the module is in sys.modules.
+    launch_module = importlib.import_module("orchestrator.run.launch")
     storage = tmp_path_factory.mktemp("results")
     config = lm_config(
         tiny_lm_dir, name="report-sweep", storage_path=str(storage),
@@ -97,7 +100,7 @@ def test_launch_stores_leakage_and_results_carry_fit_flags(sweep) -> None:
 
 @needs_integration
 def test_launch_refuses_leaky_data(local_ray, tiny_lm_dir: Path, tmp_path: Path) -> None:
-    from orchestrator.quality import LeakageError
+    from orchestrator.run.leakage import LeakageError
 
     config = lm_config(tiny_lm_dir, name="leaky", storage_path=str(tmp_path),
                        quality={"refuse_on_leakage": True}, num_samples=1)
@@ -144,7 +147,7 @@ def test_report_command_on_the_real_experiment(sweep, tmp_path: Path) -> None:
 
 @needs_chromium
 def test_real_report_renders_in_chromium(sweep, tmp_path: Path) -> None:
-    from orchestrator.report import write_report
+    from orchestrator.post.report import write_report
 
     report = write_report(sweep.experiment_path, tmp_path / "report.html")
     rendered = assert_report_renders(report, tmp_path / "browser", expected_images=4)

@@ -12,7 +12,8 @@ import yaml
 from hooks import KEEPS_TEST_TEXTS, needs_integration
 from sweep_helpers import DATES, ROOT, lm_config
 
-from orchestrator.loading import ConfigError, load_config
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config
 
 
 @needs_integration
@@ -31,7 +32,7 @@ def test_config_sections_defaults_and_errors(tiny_lm_dir: Path) -> None:
 
 @needs_integration
 def test_sweep_cli_has_report_command() -> None:
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     assert "report" in main.commands
 
@@ -39,8 +40,8 @@ def test_sweep_cli_has_report_command() -> None:
 @pytest.mark.skipif(not KEEPS_TEST_TEXTS, reason="not wired in yet: PreparedData has no "
                     "raw_test_texts, so the leakage check sees validation only")
 def test_prepared_data_keeps_test_texts(tiny_lm_dir: Path) -> None:
-    from orchestrator.preflight import build_plan
-    from orchestrator.quality import check_data_leakage
+    from orchestrator.run.leakage import check_data_leakage
+    from orchestrator.run.preflight import build_plan
 
     raw = lm_config(tiny_lm_dir)
     raw["data"]["test"] = raw["data"]["train"]  # its first 100 rows: all among train's 400

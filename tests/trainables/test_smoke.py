@@ -11,8 +11,8 @@ import pytest
 import torch
 from sweep_helpers import ROOT, lm_config
 
-from orchestrator.loading import load_config
-from orchestrator.preflight import build_plan
+from orchestrator.config.loading import load_config
+from orchestrator.run.preflight import build_plan
 from trainables.checkpointing import ADAPTER_DIR, SPEC_FILE, STATE_FILE
 from trainables.config import TrialSpec
 from trainables.loop import fit

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.config import SweepConfig
-from orchestrator.loading import ConfigError, load_config
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config
+from orchestrator.config.schema import SweepConfig
 
 MakeRaw = Callable[..., dict[str, Any]]
 

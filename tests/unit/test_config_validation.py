@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import Choice, SweepConfig
-from orchestrator.loading import ConfigError, load_config
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config
+from orchestrator.config.schema import Choice, SweepConfig
 
 LR = "train.learning_rate"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sweep_helpers import lm_config
 
-from orchestrator.loading import ConfigError, load_config
-from orchestrator.preflight import build_plan
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config
+from orchestrator.run.preflight import build_plan
 
 
 def _plan_error(config: dict) -> str:

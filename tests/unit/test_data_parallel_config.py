@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from orchestrator.preflight import check_resources
+from orchestrator.run.preflight import check_resources
 from trainables.distributed import Rank, loss_items, shard
 
 

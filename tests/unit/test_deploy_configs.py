@@ -10,7 +10,7 @@ import pytest
 import ray
 import yaml
 
-from orchestrator.loading import load_config
+from orchestrator.config.loading import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
@@ -55,7 +55,7 @@ def test_kuberay_manifests_are_well_formed(name: str) -> None:
 def test_rayjob_runs_a_sweep_config_that_exists_and_validates() -> None:
     job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
     argv = shlex.split(job["spec"]["entrypoint"])
-    assert argv[:3] == ["python", "-m", "orchestrator.job_entry"]
+    assert argv[:3] == ["python", "-m", "cluster.job_entry"]
     config_path = ROOT / argv[3]
     assert config_path.exists()
     load_config(config_path)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.loading import load_config
-from orchestrator.preflight import check_model, check_resources
-from orchestrator.schedulers import build_scheduler
-from orchestrator.search_space import to_param_space
+from orchestrator.config.loading import load_config
+from orchestrator.run.preflight import check_model, check_resources
+from orchestrator.search.schedulers import build_scheduler
+from orchestrator.search.space import to_param_space
 from trainables.config import REPORTED_METRICS
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from orchestrator.reference import BEGIN, END, render
+from orchestrator.config.reference import BEGIN, END, render
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_config_reference_is_current() -> None:
     text = README.read_text()
     current = text[text.index(BEGIN) : text.index(END) + len(END)]
-    assert current == render(), "run `python -m orchestrator.reference --write`"
+    assert current == render(), "run `python -m orchestrator.config.reference --write`"
 
 
 def test_reference_names_every_train_and_lora_field() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.resume import ResumeError, repair_experiment_state
-from orchestrator.storage import open_storage
+from orchestrator.experiment.storage import open_storage
+from orchestrator.run.resume import ResumeError, repair_experiment_state
 
 
 def _state(folder: Path, session: str, body: str | None = None) -> Path:

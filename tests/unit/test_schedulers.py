@@ -9,7 +9,7 @@ import pytest
 from ray.tune import schedulers
 from ray.tune.search.sample import Float
 
-from orchestrator.schedulers import build_scheduler
+from orchestrator.search.schedulers import build_scheduler
 
 MAX_STEPS = 160
 TOKENS_PER_STEP = 1000.0

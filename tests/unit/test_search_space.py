@@ -6,8 +6,8 @@ import pytest
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
-from orchestrator.search_space import grid_size, to_param_space, to_pbt_mutations
-from orchestrator.searchers import build_search_alg, default_initial_points
+from orchestrator.search.searchers import build_search_alg, default_initial_points
+from orchestrator.search.space import grid_size, to_param_space, to_pbt_mutations
 
 FULL_SPACE = {
     "train.learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-3},

@@ -1,6 +1,6 @@
 """`sweep report EXPERIMENT`: the after-sweep HTML report, as a command of the `sweep` CLI.
 
-`orchestrator.cli` adds it with `register(main)`.
+`orchestrator.cli.main` adds it with `register(main)`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def report(experiment: str, out: str | None, top: int, forgetting: bool,
     """Write one self-contained HTML report of EXPERIMENT (a folder or s3:// URI made by
     `sweep run`): learning curves, hyperparameters vs the metric, their importance, the best
     trials, compute saved by early stopping, and quality checks."""
-    from orchestrator.report import write_report
+    from orchestrator.post.report import write_report
 
     try:
         path = write_report(experiment, out, top=top, forgetting=forgetting,

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.logging_callbacks import LoggingConfig
-from orchestrator.quality import QualityConfig
+from orchestrator.config.errors import did_you_mean
+from orchestrator.config.sections import LoggingConfig, QualityConfig
 from trainables.config import (
     REPORTED_METRICS,
     SEARCHABLE_SECTIONS,
@@ -213,7 +213,7 @@ class SweepConfig(StrictModel):
         if self.metric not in reported:
             return [
                 f"metric: {self.metric!r} is never reported by the {self.task} trainable; "
-                f"use one of {sorted(reported)}{_did_you_mean(self.metric, list(reported))}"
+                f"use one of {sorted(reported)}{did_you_mean(self.metric, list(reported))}"
             ]
         natural = reported[self.metric]
         if self.mode is None:
@@ -232,14 +232,14 @@ class SweepConfig(StrictModel):
                 problems.append(
                     f"search_space.{key}: keys are `section.field` with section one of "
                     f"{sorted(SEARCHABLE_SECTIONS)}, e.g. `train.learning_rate`"
-                    f"{_did_you_mean(section, list(SEARCHABLE_SECTIONS))}"
+                    f"{did_you_mean(section, list(SEARCHABLE_SECTIONS))}"
                 )
                 continue
             model_cls = SEARCHABLE_SECTIONS[section]
             if field not in model_cls.model_fields:
                 problems.append(
                     f"search_space.{key}: {section} has no field {field!r}"
-                    f"{_did_you_mean(field, list(model_cls.model_fields))}"
+                    f"{did_you_mean(field, list(model_cls.model_fields))}"
                 )
                 continue
             base = getattr(self, section).model_dump()
@@ -293,7 +293,7 @@ class SweepConfig(StrictModel):
                     problems.append(
                         f"{where}: not a searched dimension; points give values for "
                         f"search_space keys {sorted(self.search_space)}"
-                        f"{_did_you_mean(key, list(self.search_space))}"
+                        f"{did_you_mean(key, list(self.search_space))}"
                     )
                     continue
                 section, _, field = key.partition(".")
@@ -369,10 +369,3 @@ def _first_error_message(err: Exception) -> str:
         first = errors()[0]
         return str(first.get("msg", err))
     return str(err)
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,146 +11,29 @@ A merged folder loads with plain `transformers` (`AutoModelForCausalLM.from_pret
 an adapter folder loads on its base model with `PeftModel.from_pretrained(base, DIR)`. For a GGUF
 base the adapter's base is the dequantized safetensors cache (`trainables.modeling.materialize`).
 
->>> from orchestrator.export import export_best
+>>> from orchestrator.post.export import export_best
 >>> export_best("~/sweep_results/quickstart", "best-model", merge=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.config import SweepConfig
-from orchestrator.storage import Storage, open_storage
+from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.checkpoints import load_checkpoint_model
+from orchestrator.experiment.trials import as_result, find_trial, require_config
 from trainables import modeling
-from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, MODEL_DIR, SPEC_FILE
+from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, SPEC_FILE
 
 if TYPE_CHECKING:
-    from orchestrator.results import SweepResult
+    from orchestrator.experiment.results import SweepResult
 
 EXPORT_INFO_FILE = "sweep_export.json"
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def load_checkpoint_model(
-    config: SweepConfig, checkpoint: Path, device: str = "cpu"
-) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode. LoRA: the base model with the adapter attached."""
-    tokenizer = modeling.load_tokenizer(config.model)
-    num_labels = json.loads((checkpoint / SPEC_FILE).read_text()).get("num_labels")
-    model: Any
-    if (checkpoint / ADAPTER_DIR).exists():
-        from peft import PeftModel
-
-        base = modeling.load_model(
-            config.model, config.task, num_labels=num_labels,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        model = PeftModel.from_pretrained(base, checkpoint / ADAPTER_DIR)
-    else:
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-        auto = (AutoModelForCausalLM if config.task == "causal_lm"
-                else AutoModelForSequenceClassification)
-        model = auto.from_pretrained(checkpoint / MODEL_DIR)
-    return model.to(device).eval(), tokenizer
-
-
-@dataclass
-class TrialCheckpoint:
-    """A trial's best checkpoint (by the sweep metric) and where it ranks in the sweep."""
-
-    trial_id: str
-    rank: int  # 1 = the sweep's best trial
-    value: float  # the trial's best value of the sweep metric
-    uri: str  # local folder or s3:// URI of the checkpoint
-    trial_config: dict[str, Any] = field(default_factory=dict)  # the searched values
-
-    def local(self, scratch_dir: str) -> Path:
-        """The checkpoint on local disk; object storage is downloaded into `scratch_dir`."""
-        storage = open_storage(self.uri)
-        if storage.is_local:
-            return Path(self.uri)
-        target = Path(scratch_dir) / self.trial_id
-        return Path(storage.download(storage.root, str(target)))
-
-
-def as_result(result_or_path: SweepResult | str | Path) -> SweepResult:
-    from orchestrator.results import SweepResult, load_results
-
-    if isinstance(result_or_path, SweepResult):
-        return result_or_path
-    return load_results(result_or_path)
-
-
-def require_config(result: SweepResult) -> SweepConfig:
-    if result.config is None:
-        raise RuntimeError(f"{result.experiment_path}: no sweep config to rebuild the model")
-    return result.config
-
-
-def ranked_checkpoints(result: SweepResult, top_k: int | None = None) -> list[TrialCheckpoint]:
-    """The trials that have a checkpoint, best first by their best value of the sweep metric.
-
-    `top_k` keeps the first k and must not exceed the number of such trials.
-    """
-    from ray.tune import ExperimentAnalysis
-
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, but got top_k={top_k}")
-    experiment = open_storage(result.experiment_path)
-    analysis = ExperimentAnalysis(
-        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
-        default_metric=result.metric, default_mode=result.mode,
-    )
-    trials = {trial.trial_id: trial for trial in analysis.trials}
-    ranked: list[TrialCheckpoint] = []
-    for row in result.trials.to_dict("records"):  # already sorted best first
-        value = row.get(f"best_{result.metric}")
-        if value is None or not math.isfinite(float(value)) or row["trial_id"] not in trials:
-            continue
-        trial = trials[row["trial_id"]]
-        checkpoint = analysis.get_best_checkpoint(trial, metric=result.metric, mode=result.mode)
-        if checkpoint is None or _missing(experiment, checkpoint.path):
-            continue  # none kept, or deleted since
-        ranked.append(TrialCheckpoint(
-            trial_id=trial.trial_id, rank=len(ranked) + 1, value=float(value),
-            uri=experiment.uri_for_path(checkpoint.path), trial_config=dict(trial.config),
-        ))
-    if top_k is not None and top_k > len(ranked):
-        raise ValueError(
-            f"top_k={top_k} but only {len(ranked)} of the {len(result.trials)} trials of "
-            f"{result.experiment_path} have a checkpoint with a finite {result.metric}; "
-            f"use a top-k of at most {len(ranked)}"
-        )
-    return ranked[:top_k] if top_k is not None else ranked
-
-
-def _missing(storage: Storage, fs_path: str) -> bool:
-    import pyarrow.fs as pafs
-
-    return storage.fs.get_file_info(fs_path).type == pafs.FileType.NotFound
-
-
-def find_trial(result: SweepResult, trial_id: str | None) -> TrialCheckpoint:
-    """The given trial's best checkpoint, or the sweep's best trial's when `trial_id` is None."""
-    ranked = ranked_checkpoints(result)
-    if not ranked:
-        raise RuntimeError(f"{result.experiment_path}: no trial has a checkpoint to export")
-    if trial_id is None:
-        return ranked[0]
-    for candidate in ranked:
-        if candidate.trial_id == trial_id:
-            return candidate
-    raise ValueError(
-        f"trial {trial_id!r} has no checkpoint in {result.experiment_path}; trials with one: "
-        f"{[c.trial_id for c in ranked]} (`sweep results EXPERIMENT` lists them)"
-    )
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:

@@ -17,40 +17,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from pydantic import Field
-
-from trainables.config import StrictModel
-
 if TYPE_CHECKING:
-    from orchestrator.config import SweepConfig
     from trainables.data import PreparedData
 
 LEAKAGE_FILE = "leakage.json"  # written into the experiment folder by launch()
-FORGETTING_FILE = "forgetting.json"  # written by `sweep report --forgetting`
-OVERFIT_TOLERANCE = 0.05  # last eval_loss worse than the best by more than this (relative)
-UNDERFIT_IMPROVEMENT = 0.05  # eval_loss fell by more than this over the last third of evals
-FORGETTING_TOLERANCE = 0.01  # relative change of the general-text loss counted as no change
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
-
-
-class QualityConfig(StrictModel):
-    check_leakage: bool = Field(
-        True, description="Before the sweep, count validation/test texts that also occur in "
-        "train (exact, normalized, near-duplicate) and print a warning."
-    )
-    refuse_on_leakage: bool = Field(
-        False, description="Refuse to start the sweep when any leakage is found."
-    )
-    near_duplicate_threshold: float = Field(
-        0.9, gt=0.0, le=1.0, description="Character 5-gram Jaccard similarity from which two "
-        "texts count as near-duplicates: lower catches more paraphrases, and more false alarms."
-    )
 
 
 # --- data leakage -----------------------------------------------------------------------------
@@ -235,116 +209,6 @@ def enforce_leakage_policy(report: LeakageReport, refuse_on_leakage: bool) -> No
 # --- overfitting / underfitting ---------------------------------------------------------------
 
 
-def fit_flags(
-    history: pd.DataFrame, *, overfit_tolerance: float = OVERFIT_TOLERANCE,
-    underfit_improvement: float = UNDERFIT_IMPROVEMENT, min_evaluations: int = 3,
-) -> dict[str, Any]:
-    """Flags from one trial's reports (columns eval_loss, train_loss, step, total_steps).
-
-    overfitting: the best eval_loss came before the last evaluation, the last one is worse than
-    it by more than `overfit_tolerance` (relative), and train_loss at the end is lower than at
-    the best step (training still improves while validation degrades).
-    underfitting: the trial ran its whole budget (last step >= total_steps), its last eval_loss
-    is its best, and it fell by more than `underfit_improvement` (relative) over the last third
-    of its evaluations: more steps would likely still help.
-    Both need `min_evaluations` finite eval_loss values.
-    """
-    flags: dict[str, Any] = {"overfitting": False, "underfitting": False, "fit_note": ""}
-    if not {"eval_loss", "step"} <= set(history.columns):
-        return flags
-    h = history.dropna(subset=["eval_loss", "step"]).drop_duplicates("step", keep="last")
-    h = h[h["eval_loss"].map(math.isfinite)].sort_values("step").reset_index(drop=True)
-    if len(h) < min_evaluations:
-        return flags
-    loss, steps = h["eval_loss"].astype(float), h["step"]
-    best, last = int(loss.idxmin()), len(h) - 1
-    train = h["train_loss"] if "train_loss" in h else pd.Series([math.nan] * len(h))
-    rise = (loss[last] - loss[best]) / max(abs(loss[best]), 1e-12)
-    if best < last and rise > overfit_tolerance and train[last] < train[best]:
-        flags["overfitting"] = True
-        flags["fit_note"] = (
-            f"eval_loss best {loss[best]:.4g} at step {steps[best]}, last {loss[last]:.4g} at "
-            f"step {steps[last]} (+{rise:.0%}) while train_loss fell {train[best]:.4g} -> "
-            f"{train[last]:.4g}"
-        )
-        return flags
-    total = h["total_steps"].iloc[-1] if "total_steps" in h else math.nan
-    ran_full_budget = bool(pd.notna(total) and steps[last] >= total)
-    ref = last - max(1, round(len(h) / 3))
-    drop = (loss[ref] - loss[last]) / max(abs(loss[ref]), 1e-12)
-    if ran_full_budget and loss[last] <= loss.min() and drop > underfit_improvement:
-        flags["underfitting"] = True
-        flags["fit_note"] = (
-            f"eval_loss still falling at the end of the budget: {loss[ref]:.4g} at step "
-            f"{steps[ref]} -> {loss[last]:.4g} at step {steps[last]} (-{drop:.0%})"
-        )
-    return flags
-
-
-def flag_trials(histories: Mapping[str, pd.DataFrame], **thresholds: Any) -> pd.DataFrame:
-    """One row per trial: trial_id, overfitting, underfitting, fit_note (see `fit_flags`).
-
-    `histories` is `ExperimentAnalysis.trial_dataframes`: trial_id -> its reports.
-    """
-    rows = [{"trial_id": trial_id, **fit_flags(history, **thresholds)}
-            for trial_id, history in histories.items()]
-    return pd.DataFrame(rows, columns=["trial_id", "overfitting", "underfitting", "fit_note"])
-
-
-def add_fit_flags(trials: pd.DataFrame, histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """`trials` (one row per trial_id) with the `flag_trials` columns; no history: no flags."""
-    out = trials.merge(flag_trials(histories), on="trial_id", how="left")
-    for column in ("overfitting", "underfitting"):
-        out[column] = out[column].astype("boolean").fillna(False).astype(bool)
-    out["fit_note"] = out["fit_note"].fillna("")
-    return out
-
-
 # --- catastrophic forgetting ------------------------------------------------------------------
 
 
-def general_texts() -> list[str]:
-    """The general-English sample shipped with the package (one sentence a line)."""
-    text = resources.files("orchestrator").joinpath("data/general_text.txt").read_text("utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def forgetting_check(
-    config: SweepConfig, checkpoint_dir: str | Path, texts: Sequence[str] | None = None,
-    *, max_length: int = 128, batch_size: int = 8,
-) -> dict[str, Any]:
-    """Plain LM loss (mean over tokens) of the base and the tuned model on general text.
-
-    `delta = tuned_loss - base_loss`: above 0, fine-tuning made the model worse at general
-    English; `forgetting` is True when that is more than FORGETTING_TOLERANCE of the base loss.
-    `checkpoint_dir` is a local folder (`SweepResult.local_checkpoint()`).
-    Classifiers have no LM head to compare, so they are skipped with a reason.
-    """
-    if config.task != "causal_lm":
-        return {"base_loss": None, "tuned_loss": None, "delta": None,
-                "skipped": f"task {config.task!r} has no language-model head; forgetting is "
-                           "measured for causal_lm only"}
-    from orchestrator.export import load_checkpoint_model
-    from trainables import modeling
-    from trainables.evaluation import evaluate
-
-    tokenizer = modeling.load_tokenizer(config.model)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    encoded = [(tokenizer(t, add_special_tokens=False)["input_ids"] + eos)[:max_length]
-               for t in (general_texts() if texts is None else texts)]
-    examples = [{"input_ids": ids, "labels": ids} for ids in encoded if len(ids) > 1]
-    if not examples:
-        raise ValueError("forgetting_check: no text long enough to score; give longer texts")
-
-    def lm_loss(model: Any) -> float:
-        return float(evaluate(model.eval(), examples, task="causal_lm", batch_size=batch_size,
-                              pad_id=int(tokenizer.pad_token_id), device=model.device)["eval_loss"])
-
-    # One model in memory at a time: the base first (attaching the adapter changes it in place).
-    base_loss = lm_loss(modeling.load_model(config.model, "causal_lm",
-                                            pad_token_id=tokenizer.pad_token_id))
-    tuned_loss = lm_loss(load_checkpoint_model(config, Path(checkpoint_dir))[0])
-    relative = (tuned_loss - base_loss) / base_loss
-    return {"base_loss": base_loss, "tuned_loss": tuned_loss, "delta": tuned_loss - base_loss,
-            "relative_delta": relative, "forgetting": relative > FORGETTING_TOLERANCE,
-            "texts": len(examples), "tokens": sum(len(e["input_ids"]) - 1 for e in examples)}

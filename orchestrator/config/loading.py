@@ -4,7 +4,6 @@ problem at once, each naming the field path, the bad value and the fix."""
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import time
 import types
@@ -15,7 +14,8 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.config import SweepConfig
+from orchestrator.config.errors import ConfigError, closest
+from orchestrator.config.schema import SweepConfig
 
 ConfigSource = str | Path | dict | SweepConfig
 
@@ -34,16 +34,6 @@ _Loader.add_implicit_resolver(
 
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class ConfigError(ValueError):
-    """Every problem with a config, one per line."""
-
-    def __init__(self, problems: list[str], source: str = "sweep config") -> None:
-        self.problems = problems
-        noun = "problem" if len(problems) == 1 else "problems"
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"Invalid {source} ({len(problems)} {noun}):\n{lines}")
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -122,8 +112,8 @@ def _format(error: Any) -> list[str]:
     kind = error["type"]
     if kind == "extra_forbidden":
         options = _known_fields(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(options)}"
+        close = closest(str(loc[-1]), options)
+        hint = f"did you mean {close!r}?" if close else f"valid keys: {', '.join(options)}"
         return [f"{path}: unknown key ({hint})"]
     if kind == "missing":
         return [f"{path}: required, but missing; add it"]

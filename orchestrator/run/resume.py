@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any
 
-from orchestrator.loading import ConfigError
-from orchestrator.results import SweepResult, load_results, read_sweep_config
-from orchestrator.storage import Storage, open_storage
+from orchestrator.config.errors import ConfigError
+from orchestrator.experiment.results import SweepResult, load_results, read_sweep_config
+from orchestrator.experiment.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 STATE_GLOB_PREFIX = "experiment_state-"
@@ -71,10 +71,10 @@ def resume(experiment: str, *, address: str | None = None, live: bool | None = N
     import ray
     from ray import tune
 
-    from orchestrator.launch import build_trainable, ensure_ray
-    from orchestrator.preflight import build_plan
-    from orchestrator.search_space import to_param_space
-    from orchestrator.storage import check_writable_from_every_node
+    from orchestrator.experiment.storage import check_writable_from_every_node
+    from orchestrator.run.launch import build_trainable, ensure_ray
+    from orchestrator.run.preflight import build_plan
+    from orchestrator.search.space import to_param_space
 
     storage = open_storage(experiment)
     config = read_sweep_config(storage)

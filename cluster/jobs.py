@@ -18,7 +18,7 @@ Token auth: the token in RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH, is s
 
 Stopping: Ray's Jobs API signals the driver, then SIGKILLs it `RAY_JOB_STOP_WAIT_TIME_S` later.
 The job's runtime env asks for SIGINT (Tune's own "stop and save" signal) and a longer wait, and
-`orchestrator.job_entry` turns a SIGTERM into the same, so a stopped sweep can be resumed.
+`cluster.job_entry` turns a SIGTERM into the same, so a stopped sweep can be resumed.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.loading import ConfigError, load_config, read_yaml
-from orchestrator.results import SWEEP_CONFIG_FILE
-from orchestrator.storage import open_storage
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config, read_yaml
+from orchestrator.experiment.results import SWEEP_CONFIG_FILE
+from orchestrator.experiment.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
         client = _client(address)
         with _errors(address):
             return str(client.submit_job(
-                entrypoint=shlex.join(["python", "-m", "orchestrator.job_entry", *args]),
+                entrypoint=shlex.join(["python", "-m", "cluster.job_entry", *args]),
                 runtime_env=runtime_env, metadata=metadata,
             ))
     finally:

@@ -11,18 +11,29 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import SweepConfig
-from orchestrator.loading import ConfigError, ConfigSource, load_config
-from orchestrator.preflight import Plan, build_plan
-from orchestrator.quality import (
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import ConfigSource, load_config
+from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.results import (
+    BASELINE_FILE,
+    SWEEP_CONFIG_FILE,
+    SweepResult,
+    load_results,
+)
+from orchestrator.experiment.storage import (
+    Storage,
+    StorageError,
+    check_writable_from_every_node,
+    open_storage,
+)
+from orchestrator.run.leakage import (
     LEAKAGE_FILE,
     LeakageReport,
     check_data_leakage,
     enforce_leakage_policy,
     format_leakage_warning,
 )
-from orchestrator.results import BASELINE_FILE, SWEEP_CONFIG_FILE, SweepResult, load_results
-from orchestrator.storage import Storage, StorageError, check_writable_from_every_node, open_storage
+from orchestrator.run.preflight import Plan, build_plan
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +85,10 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
     """The task's trainable with the prepared data attached (object store) and its resources."""
     from ray import tune
 
-    from trainables import TRAINABLES
+    from trainables import get_trainable
 
     trainable = tune.with_parameters(
-        TRAINABLES[config.task], spec=plan.spec, data=plan.data, pad_id=plan.pad_id
+        get_trainable(config.task), spec=plan.spec, data=plan.data, pad_id=plan.pad_id
     )
     r = config.resources
     if r.workers_per_trial == 1:
@@ -91,10 +102,10 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
 
 def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
                     live: bool | None) -> list[Any]:
-    from orchestrator.hygiene import CheckpointJanitor
-    from orchestrator.logging_callbacks import build_logging_callbacks
-    from orchestrator.progress import ProgressView
-    from orchestrator.scheduler_state import SchedulerStateCallback
+    from orchestrator.run.hygiene import CheckpointJanitor
+    from orchestrator.run.logging_callbacks import build_logging_callbacks
+    from orchestrator.run.progress import ProgressView
+    from orchestrator.search.scheduler_state import SchedulerStateCallback
 
     mode = config.resolved_mode
     callbacks: list[Any] = [ProgressView(config.metric, mode, total, live=live),
@@ -110,9 +121,9 @@ def build_tuner(
 ) -> Any:
     from ray import tune
 
-    from orchestrator.schedulers import build_scheduler
-    from orchestrator.search_space import grid_size, to_param_space
-    from orchestrator.searchers import build_search_alg
+    from orchestrator.search.schedulers import build_scheduler
+    from orchestrator.search.searchers import build_search_alg
+    from orchestrator.search.space import grid_size, to_param_space
 
     mode = config.resolved_mode
     total = config.num_samples * grid_size(config)

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from orchestrator.loading import ConfigError, load_config
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.loading import load_config
 
 _SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
 
@@ -28,8 +29,8 @@ def main() -> None:
               "cluster on this machine (default: RAY_ADDRESS, else a new local Ray).")
 def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     """Run the sweep in CONFIG and print the best trial."""
-    from orchestrator.launch import launch
-    from orchestrator.quality import LeakageError
+    from orchestrator.run.launch import launch
+    from orchestrator.run.leakage import LeakageError
 
     try:
         launch(config, list(overrides), address=address)
@@ -45,7 +46,7 @@ def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
 def validate(config: str, overrides: tuple[str, ...], address: str | None,
              no_cluster: bool) -> None:
     """Check CONFIG, its search space, model, data and resources, without training."""
-    from orchestrator.preflight import build_plan
+    from orchestrator.run.preflight import build_plan
 
     try:
         cfg = load_config(config, list(overrides))
@@ -53,7 +54,7 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
         if not no_cluster:
             import ray
 
-            from orchestrator.launch import ensure_ray
+            from orchestrator.run.launch import ensure_ray
 
             ensure_ray(address)
             nodes = ray.nodes()
@@ -67,7 +68,7 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
                f"num_samples={cfg.num_samples}\n  data: {summary}\n"
                f"  at most {plan.max_steps} optimizer steps per trial")
     if cfg.quality.check_leakage:
-        from orchestrator.quality import check_data_leakage, format_leakage_warning
+        from orchestrator.run.leakage import check_data_leakage, format_leakage_warning
 
         leakage = check_data_leakage(plan.data, cfg.quality.near_duplicate_threshold)
         click.echo(format_leakage_warning(leakage))
@@ -81,7 +82,7 @@ def results(experiment: str, all_columns: bool) -> None:
     `sweep run`)."""
     import pandas as pd
 
-    from orchestrator.results import load_results
+    from orchestrator.experiment.results import load_results
 
     try:
         result = load_results(experiment)
@@ -106,8 +107,8 @@ def results(experiment: str, all_columns: bool) -> None:
               help="Start errored trials from scratch instead of from their checkpoints.")
 def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
     """Continue the interrupted sweep in EXPERIMENT (folder or s3:// URI)."""
-    from orchestrator.resume import ResumeError
-    from orchestrator.resume import resume as resume_sweep
+    from orchestrator.run.resume import ResumeError
+    from orchestrator.run.resume import resume as resume_sweep
 
     try:
         resume_sweep(experiment, address=address, restart_errored=restart_errored)
@@ -117,13 +118,13 @@ def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
 
 def _register_optional_commands() -> None:
     """Post-sweep and cluster commands live in their own modules."""
-    from orchestrator.cli_post import register as register_post_sweep
-    from orchestrator.cli_report import register as register_report
+    from orchestrator.cli.post import register as register_post_sweep
+    from orchestrator.cli.report import register as register_report
 
     register_post_sweep(main)
     register_report(main)
     try:
-        from orchestrator.cli_cluster import register
+        from cluster.cli import register
     except ImportError:
         return
     register(main)

@@ -1,4 +1,4 @@
-"""`sweep submit/status/logs/stop/list`: sweeps as Ray Jobs on a cluster (`orchestrator.jobs`).
+"""`sweep submit/status/logs/stop/list`: sweeps as Ray Jobs on a cluster (`cluster.jobs`).
 
     sweep submit examples/quickstart.yaml --address http://HEAD:8265   # prints the job id
     sweep logs JOB_ID --follow
@@ -40,8 +40,8 @@ def _when(ms: int | None) -> str:
 
 def register(group: click.Group) -> None:
     """Add the cluster commands to the `sweep` group."""
-    from orchestrator import jobs
-    from orchestrator.loading import ConfigError
+    from cluster import jobs
+    from orchestrator.config.errors import ConfigError
 
     errors = (jobs.ClusterError, ConfigError, FileExistsError, RuntimeError)
 

@@ -5,7 +5,7 @@ an unbiased estimate of how the chosen model does on new data. Validation figure
 each trial reported with its checkpoint (`metrics.json`); test figures are measured here, once,
 and written to `test_results.json` in the experiment (local folder or object storage).
 
->>> from orchestrator.final_eval import evaluate_test_split
+>>> from orchestrator.post.final_eval import evaluate_test_split
 >>> report = evaluate_test_split("~/sweep_results/quickstart", top_k=3)  # doctest: +SKIP
 >>> print(report.summary())  # doctest: +SKIP
 """
@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from orchestrator.config import SweepConfig
-from orchestrator.export import as_result, load_checkpoint_model, ranked_checkpoints, require_config
-from orchestrator.storage import open_storage
+from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.checkpoints import load_checkpoint_model
+from orchestrator.experiment.storage import open_storage
+from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
 from trainables.checkpointing import METRICS_FILE
 from trainables.evaluation import evaluate
 
 if TYPE_CHECKING:
-    from orchestrator.preflight import Plan
-    from orchestrator.results import SweepResult
+    from orchestrator.experiment.results import SweepResult
+    from orchestrator.run.preflight import Plan
 
 TEST_RESULTS_FILE = "test_results.json"
 
@@ -77,7 +78,7 @@ def side_by_side(validation: dict[str, float], test: dict[str, float] | None) ->
 
 def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalData:
     """Read and tokenize the sweep's splits as the sweep did; `test_data` replaces data.test."""
-    from orchestrator.preflight import build_plan
+    from orchestrator.run.preflight import build_plan
 
     config = config.model_copy(deep=True)
     if test_data is not None:

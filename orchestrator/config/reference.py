@@ -1,7 +1,7 @@
 """The config reference, generated from the config models so it never drifts from the code.
 
-    python -m orchestrator.reference          # print the Markdown reference
-    python -m orchestrator.reference --write  # refresh it in README.md, between the markers
+    python -m orchestrator.config.reference          # print the Markdown reference
+    python -m orchestrator.config.reference --write  # refresh it in README.md, between the markers
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from orchestrator.config import (
+from orchestrator.config.schema import (
     Choice,
     Grid,
     LogUniform,
@@ -27,8 +27,7 @@ from orchestrator.config import (
     SweepConfig,
     Uniform,
 )
-from orchestrator.logging_callbacks import LoggingConfig, MLflowConfig
-from orchestrator.quality import QualityConfig
+from orchestrator.config.sections import LoggingConfig, MLflowConfig, QualityConfig
 from trainables.config import DataConfig, LoraConfig, ModelConfig, TextLabelFiles, TrainConfig
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"

@@ -12,8 +12,8 @@ The `logging:` section of a sweep config:
 >>> [type(c).__name__ for c in callbacks]
 ['CSVLoggerCallback', 'JsonLoggerCallback', 'StepTBXLoggerCallback']
 
-The sweep config imports this module for `LoggingConfig`, so Ray is imported only when the
-callbacks are built (the two TensorBoard classes below are made on first use).
+The `logging:` section itself is declared in `orchestrator.config.sections`. Ray is imported only
+when the callbacks are built (the two TensorBoard classes below are made on first use).
 """
 
 from __future__ import annotations
@@ -21,53 +21,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
-
-from trainables.config import StrictModel
+from orchestrator.config.sections import MLFLOW_INSTALL_HINT, LoggingConfig
 
 if TYPE_CHECKING:
     from ray.tune import Callback
-
-MLFLOW_INSTALL_HINT = "pip install mlflow"
-
-
-class MLflowConfig(StrictModel):
-    tracking_uri: str | None = Field(
-        None, description="MLflow tracking server (http://HOST:5000) or folder (file:///path). "
-        "Default: MLFLOW_TRACKING_URI, else ./mlruns where the sweep is launched."
-    )
-    experiment_name: str | None = Field(
-        None, description="MLflow experiment the trials are logged to (one run per trial). "
-        "Default: the sweep's name."
-    )
-    save_artifact: bool = Field(
-        False, description="Also upload each trial folder, checkpoints included, as run "
-        "artifacts: complete, but large."
-    )
-
-    @field_validator("tracking_uri")
-    @classmethod
-    def _no_credentials(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).password:
-            raise ValueError(
-                "carries a password; remove it from the URI and set MLFLOW_TRACKING_USERNAME / "
-                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead, so it is never "
-                "written into experiment files"
-            )
-        return value
-
-
-class LoggingConfig(StrictModel):
-    tensorboard: bool = Field(
-        True, description="TensorBoard event files in every trial folder, x axis in optimizer "
-        "steps (`tensorboard --logdir EXPERIMENT`)."
-    )
-    mlflow: MLflowConfig | None = Field(
-        None, description="Log every trial as an MLflow run (params, metrics per evaluation). "
-        "Needs `pip install mlflow`."
-    )
 
 
 @functools.cache

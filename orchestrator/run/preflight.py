@@ -12,9 +12,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import Choice, Grid, SweepConfig
-from orchestrator.loading import ConfigError
-from orchestrator.logging_callbacks import check_logging
+from orchestrator.config.errors import ConfigError
+from orchestrator.config.schema import Choice, Grid, SweepConfig
+from orchestrator.run.logging_callbacks import check_logging
 from trainables import modeling
 from trainables.data import DataError, PreparedData, prepare_data
 from trainables.loop import total_optimizer_steps

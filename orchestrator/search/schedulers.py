@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import SweepConfig
-from orchestrator.search_space import to_pbt_mutations
+from orchestrator.config.schema import SweepConfig
+from orchestrator.search.space import to_pbt_mutations
 
 TIME_ATTRS = {"steps": "step", "tokens": "tokens_seen"}
 

@@ -7,7 +7,7 @@
     ties     W = W0 + TIES(delta_W_1, ..., delta_W_k)           (Yadav et al. 2023)
 
 delta_W_i = scale_i * B_i @ A_i is trial i's exact LoRA update (ranks may differ); how updates
-are combined, and why not with peft's `add_weighted_adapter`, is in `orchestrator.merging`.
+are combined, and why not with peft's `add_weighted_adapter`, is in `orchestrator.post.merging`.
 Classifier heads and other modules_to_save are averaged with the soup weights (uniformly for
 ties). Full fine-tuning sweeps: uniform and greedy average the full weights; ties needs LoRA.
 The soup and the best single trial are both measured here, merged, on validation and test.
@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from orchestrator import export
-from orchestrator.config import SweepConfig
-from orchestrator.final_eval import EvalData, load_eval_data, side_by_side
-from orchestrator.merging import Pot, load_pot
+from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
+from orchestrator.post import export
+from orchestrator.post.final_eval import EvalData, load_eval_data, side_by_side
+from orchestrator.post.merging import Pot, load_pot
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR
 
 if TYPE_CHECKING:
-    from orchestrator.results import SweepResult
+    from orchestrator.experiment.results import SweepResult
 
 METHODS = ("uniform", "greedy", "ties")
 
@@ -138,9 +139,9 @@ def make_soup(
                          "`sweep export` exports the single best trial")
     if not 0.0 < density <= 1.0:
         raise ValueError(f"`0 < density <= 1` must hold, but got density={density}")
-    result = export.as_result(experiment)
-    config = export.require_config(result)
-    chosen = export.ranked_checkpoints(result, top_k)
+    result = as_result(experiment)
+    config = require_config(result)
+    chosen = ranked_checkpoints(result, top_k)
     folder = export.prepare_out_dir(out, overwrite) if out is not None else None
     data = load_eval_data(config, test_data)
     if method == "greedy" and not result.metric.startswith("eval_"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from orchestrator.config import SweepConfig
+from orchestrator.config.schema import SweepConfig
 
 
 def default_initial_points(num_samples: int) -> int:
@@ -18,7 +18,7 @@ def default_initial_points(num_samples: int) -> int:
 
 
 def nested_points(config: SweepConfig) -> list[dict[str, dict[str, Any]]]:
-    """`{"train.learning_rate": v}` -> `{"train": {"learning_rate": v}}`, the param space's shape."""
+    """`{"train.learning_rate": v}` -> `{"train": {"learning_rate": v}}` (the param space)."""
     points: list[dict[str, dict[str, Any]]] = []
     for point in config.search.points_to_evaluate:
         nested: dict[str, dict[str, Any]] = {}

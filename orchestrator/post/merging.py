@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from orchestrator.config import SweepConfig
+from orchestrator.config.schema import SweepConfig
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
 

@@ -6,7 +6,15 @@ from typing import Any
 
 from ray import tune
 
-from orchestrator.config import Choice, Grid, LogUniform, QUniform, RandInt, SweepConfig, Uniform
+from orchestrator.config.schema import (
+    Choice,
+    Grid,
+    LogUniform,
+    QUniform,
+    RandInt,
+    SweepConfig,
+    Uniform,
+)
 
 
 def to_tune_domain(dim: Any) -> Any:

@@ -5,7 +5,7 @@ Learning curves (marking where the scheduler stopped each trial), hyperparameter
 the compute early stopping saved, and the quality checks (fit flags, data leakage, forgetting).
 Figures are embedded as base64 PNG, so the one file can be mailed or attached as it is.
 
->>> from orchestrator.report import write_report
+>>> from orchestrator.post.report import write_report
 >>> write_report("~/sweep_results/quickstart-20261121-120500")  # doctest: +SKIP
 PosixPath('/root/sweep_results/quickstart-20261121-120500/report.html')
 """
@@ -21,19 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator import report_plots as plots
-from orchestrator.config import LogUniform
-from orchestrator.quality import (
-    FORGETTING_FILE,
-    FORGETTING_TOLERANCE,
-    LEAKAGE_FILE,
-    OVERFIT_TOLERANCE,
-    UNDERFIT_IMPROVEMENT,
-    add_fit_flags,
-    forgetting_check,
-)
-from orchestrator.results import SweepResult, load_results
-from orchestrator.storage import open_storage
+from orchestrator.config.schema import LogUniform
+from orchestrator.experiment.fit import OVERFIT_TOLERANCE, UNDERFIT_IMPROVEMENT, add_fit_flags
+from orchestrator.experiment.results import SweepResult, load_results
+from orchestrator.experiment.storage import open_storage
+from orchestrator.post import report_plots as plots
+from orchestrator.post.forgetting import FORGETTING_FILE, FORGETTING_TOLERANCE, forgetting_check
+from orchestrator.run.leakage import LEAKAGE_FILE
 
 REPORT_FILE = "report.html"
 _CSS = """body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;

@@ -1,6 +1,6 @@
 """After the sweep: `sweep export`, `sweep evaluate` and `sweep soup`.
 
-`orchestrator.cli` adds them with `register(main)`. EXPERIMENT is a folder or s3:// URI made by
+`orchestrator.cli.main` adds them with `register(main)`. EXPERIMENT is a folder or s3:// URI made by
 `sweep run`.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from orchestrator.loading import ConfigError
+from orchestrator.config.errors import ConfigError
 
 # What the post-sweep functions raise for a bad request; each message says what to do.
 _USER_ERRORS = (ConfigError, FileExistsError, FileNotFoundError, NotImplementedError,
@@ -43,7 +43,7 @@ def export_command(experiment: str, out: str, merge: bool, trial_id: str | None,
                    overwrite: bool) -> None:
     """Export the best trial of EXPERIMENT: its LoRA adapter in peft format (or, with --merge,
     the merged full model), tokenizer, README and sweep_export.json."""
-    from orchestrator.export import EXPORT_INFO_FILE, export_best
+    from orchestrator.post.export import EXPORT_INFO_FILE, export_best
 
     folder = _run(lambda: export_best(experiment, out, merge, trial_id=trial_id,
                                       overwrite=overwrite))
@@ -62,8 +62,8 @@ def evaluate_command(experiment: str, top_k: int, test_data: str | None,
                      no_write: bool) -> None:
     """Score the top-k trials of EXPERIMENT once on the test split; print validation and test
     metrics side by side and write test_results.json into the experiment."""
-    from orchestrator.final_eval import TEST_RESULTS_FILE, evaluate_test_split
-    from orchestrator.storage import open_storage
+    from orchestrator.experiment.storage import open_storage
+    from orchestrator.post.final_eval import TEST_RESULTS_FILE, evaluate_test_split
 
     report = _run(lambda: evaluate_test_split(experiment, top_k, test_data=test_data,
                                               write=not no_write))
@@ -91,7 +91,7 @@ def soup_command(experiment: str, top_k: int, method: str, density: float, out: 
                  test_data: str | None, overwrite: bool) -> None:
     """Combine the top-k LoRA trials of EXPERIMENT into one model (a model soup) and compare
     it with the best single trial on validation and test."""
-    from orchestrator.soup import make_soup
+    from orchestrator.post.soup import make_soup
 
     soup = _run(lambda: make_soup(experiment, top_k, method, out=out, density=density,
                                   test_data=test_data, overwrite=overwrite))

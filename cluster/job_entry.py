@@ -1,4 +1,4 @@
-"""The driver of a sweep submitted as a Ray Job (`orchestrator.jobs.submit` runs it):
+"""The driver of a sweep submitted as a Ray Job (`cluster.jobs.submit` runs it):
 
     python -m orchestrator.job_entry CONFIG [--set KEY=VALUE ...]
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
               ".gitignore or orchestrator.jobs.PACKAGE_EXCLUDES? Move it or submit a copy "
               "from outside the project", file=sys.stderr)
         return 2
-    from orchestrator.launch import ensure_ray, launch
-    from orchestrator.loading import ConfigError
+    from orchestrator.config.errors import ConfigError
+    from orchestrator.run.launch import ensure_ray, launch
 
     allow_sigint()
     ensure_ray()

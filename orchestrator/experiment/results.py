@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from orchestrator.config import SweepConfig
-from orchestrator.loading import validate_dict
-from orchestrator.quality import add_fit_flags
-from orchestrator.storage import Storage, open_storage
+from orchestrator.config.loading import validate_dict
+from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.fit import add_fit_flags
+from orchestrator.experiment.storage import Storage, open_storage
 
 SWEEP_CONFIG_FILE = "sweep_config.yaml"
 BASELINE_FILE = "baseline.json"
@@ -59,7 +59,7 @@ class SweepResult:
 
     def load_best_model(self, device: str = "cpu") -> tuple[Any, Any]:
         """(model, tokenizer) of the best checkpoint: base model + adapter, ready for inference."""
-        from orchestrator.export import load_checkpoint_model
+        from orchestrator.experiment.checkpoints import load_checkpoint_model
 
         if self.config is None:
             raise RuntimeError(f"{self.experiment_path}: no sweep config to rebuild the model")

@@ -1,0 +1,2 @@
+"""Running a sweep: preflight (the plan), storage checks, the Tuner and its callbacks (progress,
+logging, checkpoint hygiene), the leakage check, and resume."""
