@@ -40,8 +40,7 @@ from typing import Any
 
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config, read_yaml
-from orchestrator.experiment.results import SWEEP_CONFIG_FILE
-from orchestrator.experiment.storage import open_storage
+from orchestrator.experiment.layout import SWEEP_CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +152,8 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
     if not any(o.partition("=")[0].strip() == "name" for o in overrides):
         overrides.append(f"name={json.dumps(cfg.name)}")
     assert cfg.name is not None
+    from orchestrator.experiment.storage import open_storage
+
     storage = open_storage(cfg.storage_path)
     experiment = storage.uri_of(cfg.name)
     if storage.exists(cfg.name, SWEEP_CONFIG_FILE):  # as seen from here

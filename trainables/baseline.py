@@ -10,8 +10,7 @@ from trainables import modeling
 from trainables.config import TrialSpec
 from trainables.data import PreparedData
 from trainables.evaluation import evaluate
-from trainables.loop import pick_device
-from trainables.tune_entry import threads_for_trial
+from trainables.runtime import pick_device, threads_for_trial
 
 
 def evaluate_untrained(spec: dict[str, Any], data: PreparedData, pad_id: int) -> dict[str, float]:

@@ -143,7 +143,7 @@ def barrier(rank: Rank) -> None:
 def seed_rank(seed: int, rank: Rank) -> None:
     """Ranks above 0 draw their own dropout masks (rank 0 keeps the single-process stream)."""
     if rank.rank > 0:
-        from trainables.loop import seed_everything
+        from trainables.runtime import seed_everything
 
         seed_everything(seed + 7919 * rank.rank)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trainables import checkpointing, distributed, modeling
@@ -27,6 +25,7 @@ from trainables.config import TrialSpec
 from trainables.data import PreparedData
 from trainables.distributed import SINGLE, Rank
 from trainables.evaluation import collate, evaluate
+from trainables.runtime import pick_device, seed_everything
 
 Report = Callable[[dict[str, float], Path], None]
 
@@ -53,16 +52,6 @@ def total_optimizer_steps(spec: TrialSpec, num_train_examples: int) -> int:
         return train.max_steps
     per_epoch = math.ceil(num_train_examples / (train.batch_size * spec.workers))
     return max(1, math.ceil(train.epochs * per_epoch / train.gradient_accumulation_steps))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _autocast(precision: str, device: torch.device) -> Callable[[], Any] | None:

@@ -24,20 +24,10 @@ from trainables import checkpointing
 from trainables.config import REPORTED_METRICS, TrialSpec, merge_trial_config
 from trainables.data import PreparedData
 from trainables.loop import DivergedError, fit
+from trainables.runtime import threads_for_trial
 from trainables.workers import data_parallel
 
 log = logging.getLogger(__name__)
-
-
-def threads_for_trial(spec: TrialSpec) -> int:
-    if spec.train.torch_threads is not None:
-        return spec.train.torch_threads
-    import ray
-
-    cpus = None
-    if ray.is_initialized():  # get_runtime_context() would otherwise start a Ray
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    return max(1, int(cpus or os.cpu_count() or 1))
 
 
 def worst_value(spec: TrialSpec) -> float:

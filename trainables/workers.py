@@ -50,8 +50,8 @@ class WorkerRank:
             world_size: int, master_addr: str, master_port: int) -> None:
         import torch
 
-        from trainables.loop import fit, pick_device
-        from trainables.tune_entry import threads_for_trial
+        from trainables.loop import fit
+        from trainables.runtime import pick_device, threads_for_trial
 
         trial = TrialSpec.model_validate(spec)
         torch.set_num_threads(threads_for_trial(trial))
@@ -138,7 +138,7 @@ def data_parallel(trial: TrialSpec, data: PreparedData, pad_id: int) -> Iterator
     from ray.util import get_current_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from trainables.loop import pick_device
+    from trainables.runtime import pick_device
 
     group = get_current_placement_group()
     if group is None or len(group.bundle_specs) < world:

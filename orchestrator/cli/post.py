@@ -43,7 +43,8 @@ def export_command(experiment: str, out: str, merge: bool, trial_id: str | None,
                    overwrite: bool) -> None:
     """Export the best trial of EXPERIMENT: its LoRA adapter in peft format (or, with --merge,
     the merged full model), tokenizer, README and sweep_export.json."""
-    from orchestrator.post.export import EXPORT_INFO_FILE, export_best
+    from orchestrator.experiment.layout import EXPORT_INFO_FILE
+    from orchestrator.post.export import export_best
 
     folder = _run(lambda: export_best(experiment, out, merge, trial_id=trial_id,
                                       overwrite=overwrite))
@@ -62,8 +63,9 @@ def evaluate_command(experiment: str, top_k: int, test_data: str | None,
                      no_write: bool) -> None:
     """Score the top-k trials of EXPERIMENT once on the test split; print validation and test
     metrics side by side and write test_results.json into the experiment."""
+    from orchestrator.experiment.layout import TEST_RESULTS_FILE
     from orchestrator.experiment.storage import open_storage
-    from orchestrator.post.final_eval import TEST_RESULTS_FILE, evaluate_test_split
+    from orchestrator.post.final_eval import evaluate_test_split
 
     report = _run(lambda: evaluate_test_split(experiment, top_k, test_data=test_data,
                                               write=not no_write))

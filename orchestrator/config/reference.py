@@ -110,7 +110,7 @@ def refresh_readme(readme: Path) -> bool:
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        changed = refresh_readme(Path(__file__).resolve().parent.parent / "README.md")
+        changed = refresh_readme(Path(__file__).resolve().parents[2] / "README.md")
         print("README.md updated" if changed else "README.md already current")
     else:
         print(render())

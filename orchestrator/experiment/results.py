@@ -19,10 +19,8 @@ import yaml
 from orchestrator.config.loading import validate_dict
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.fit import add_fit_flags
+from orchestrator.experiment.layout import BASELINE_FILE, SWEEP_CONFIG_FILE
 from orchestrator.experiment.storage import Storage, open_storage
-
-SWEEP_CONFIG_FILE = "sweep_config.yaml"
-BASELINE_FILE = "baseline.json"
 
 
 @dataclass

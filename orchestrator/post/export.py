@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import load_checkpoint_model
+from orchestrator.experiment.layout import EXPORT_INFO_FILE
 from orchestrator.experiment.trials import as_result, find_trial, require_config
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, SPEC_FILE
@@ -32,7 +33,6 @@ from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, SPEC_FILE
 if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult
 
-EXPORT_INFO_FILE = "sweep_export.json"
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 

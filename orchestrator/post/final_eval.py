@@ -25,6 +25,7 @@ import torch
 
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import load_checkpoint_model
+from orchestrator.experiment.layout import TEST_RESULTS_FILE
 from orchestrator.experiment.storage import open_storage
 from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
 from trainables.checkpointing import METRICS_FILE
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult
     from orchestrator.run.preflight import Plan
 
-TEST_RESULTS_FILE = "test_results.json"
 
 
 @dataclass

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from orchestrator.config.schema import SweepConfig
 
 
-FORGETTING_FILE = "forgetting.json"  # written by `sweep report --forgetting`
 
 
 FORGETTING_TOLERANCE = 0.01  # relative change of the general-text loss counted as no change

@@ -23,11 +23,11 @@ import pandas as pd
 
 from orchestrator.config.schema import LogUniform
 from orchestrator.experiment.fit import OVERFIT_TOLERANCE, UNDERFIT_IMPROVEMENT, add_fit_flags
+from orchestrator.experiment.layout import FORGETTING_FILE, LEAKAGE_FILE
 from orchestrator.experiment.results import SweepResult, load_results
 from orchestrator.experiment.storage import open_storage
 from orchestrator.post import report_plots as plots
-from orchestrator.post.forgetting import FORGETTING_FILE, FORGETTING_TOLERANCE, forgetting_check
-from orchestrator.run.leakage import LEAKAGE_FILE
+from orchestrator.post.forgetting import FORGETTING_TOLERANCE, forgetting_check
 
 REPORT_FILE = "report.html"
 _CSS = """body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;

@@ -14,12 +14,8 @@ import yaml
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import ConfigSource, load_config
 from orchestrator.config.schema import SweepConfig
-from orchestrator.experiment.results import (
-    BASELINE_FILE,
-    SWEEP_CONFIG_FILE,
-    SweepResult,
-    load_results,
-)
+from orchestrator.experiment.layout import BASELINE_FILE, LEAKAGE_FILE, SWEEP_CONFIG_FILE
+from orchestrator.experiment.results import SweepResult, load_results
 from orchestrator.experiment.storage import (
     Storage,
     StorageError,
@@ -27,7 +23,6 @@ from orchestrator.experiment.storage import (
     open_storage,
 )
 from orchestrator.run.leakage import (
-    LEAKAGE_FILE,
     LeakageReport,
     check_data_leakage,
     enforce_leakage_policy,
@@ -55,7 +50,7 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     # Tune's worker processes must import the project even when it is not pip-installed.
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     runtime_env = {"env_vars": {
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
         # Library deprecation chatter from every trial buries the progress view.

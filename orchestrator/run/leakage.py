@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainables.data import PreparedData
 
-LEAKAGE_FILE = "leakage.json"  # written into the experiment folder by launch()
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
 

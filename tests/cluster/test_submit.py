@@ -214,7 +214,7 @@ def test_config_travel_rule(tmp_path: Path) -> None:
     try:
         assert outside.config_relpath == f"{jobs.SUBMITTED_DIR}/sweep.yaml"
         assert (outside.working_dir / outside.config_relpath).exists()
-        assert (outside.working_dir / "orchestrator" / "job_entry.py").exists()
+        assert (outside.working_dir / "cluster" / "job_entry.py").exists()
         assert not (outside.working_dir / ".git").exists()
         assert outside.overrides == [f'base_dir="{tmp_path / "cfg"}"']
     finally:

@@ -18,9 +18,10 @@ from sweep_helpers import DATES, lm_config
 
 from orchestrator import launch
 from orchestrator.cli.post import register
+from orchestrator.experiment.layout import EXPORT_INFO_FILE, TEST_RESULTS_FILE
 from orchestrator.experiment.trials import ranked_checkpoints
-from orchestrator.post.export import EXPORT_INFO_FILE, export_best
-from orchestrator.post.final_eval import TEST_RESULTS_FILE, evaluate_test_split, load_eval_data
+from orchestrator.post.export import export_best
+from orchestrator.post.final_eval import evaluate_test_split, load_eval_data
 from orchestrator.post.soup import make_soup
 from trainables.checkpointing import ADAPTER_DIR
 from trainables.evaluation import collate

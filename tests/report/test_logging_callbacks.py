@@ -48,7 +48,8 @@ def test_config_defaults_and_rules() -> None:
 
 
 def test_config_import_does_not_import_ray() -> None:
-    code = ("import sys; import orchestrator.run.logging_callbacks, orchestrator.run.leakage, orchestrator.experiment.fit; "
+    code = ("import sys; import orchestrator.run.logging_callbacks, orchestrator.run.leakage, "
+            "orchestrator.experiment.fit; "
             "print(sorted(m for m in ('ray', 'ray.tune') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout

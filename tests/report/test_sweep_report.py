@@ -23,9 +23,9 @@ from orchestrator import launch
 from orchestrator.cli.report import register
 from orchestrator.config.sections import LoggingConfig
 from orchestrator.experiment.fit import flag_trials
-from orchestrator.post.forgetting import FORGETTING_FILE
+from orchestrator.experiment.layout import FORGETTING_FILE, LEAKAGE_FILE
 from orchestrator.post.report import compute_summary, load_histories
-from orchestrator.run.leakage import LEAKAGE_FILE, check_data_leakage
+from orchestrator.run.leakage import check_data_leakage
 from orchestrator.run.logging_callbacks import build_logging_callbacks
 
 pytestmark = pytest.mark.integration

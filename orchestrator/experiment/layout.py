@@ -1,0 +1,19 @@
+"""What an experiment folder holds besides Ray Tune's own files (`experiment_state-*.json`,
+`tuner.pkl` with the searcher and ASHA rung state, one folder per trial with `result.json`
+and `checkpoint_*/`):
+
+    sweep_config.yaml    the validated config the sweep ran (launch)
+    baseline.json        the untrained model's validation metrics (launch)
+    leakage.json         held-out texts also found in train (launch)
+    test_results.json    the top trials scored on the test split (sweep test)
+    forgetting.json      general-text loss, tuned against base (sweep report --forgetting)
+
+An export folder carries `sweep_export.json` (sweep export / sweep soup).
+"""
+
+SWEEP_CONFIG_FILE = "sweep_config.yaml"
+BASELINE_FILE = "baseline.json"
+LEAKAGE_FILE = "leakage.json"
+TEST_RESULTS_FILE = "test_results.json"
+FORGETTING_FILE = "forgetting.json"
+EXPORT_INFO_FILE = "sweep_export.json"
