@@ -31,6 +31,7 @@ import torch
 
 from benchmarks import common
 from benchmarks.common import median
+from trainables.config import TrialSpec
 
 NAME = "startup"
 TARGET = 0.10  # ours / naive
@@ -101,7 +102,7 @@ def naive_load_model(
 
 
 def naive_trial(
-    spec: dict[str, Any],
+    spec: TrialSpec,
     sampled: dict[str, Any],
     base_dir: str,
     marks: dict[str, float] | None = None,
@@ -129,7 +130,7 @@ def naive_trial(
 
 
 def ours_trial(
-    spec: dict[str, Any], sampled: dict[str, Any], data_blob: bytes, pad_id: int
+    spec: TrialSpec, sampled: dict[str, Any], data_blob: bytes, pad_id: int
 ) -> dict[str, float]:
     """Unpickle the driver's tokenized data, load the materialized cache, first step."""
     from trainables import loop
@@ -169,7 +170,7 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
 # --- inside real Ray Tune trials -------------------------------------------------------------
 
 
-def ray_naive(config: dict[str, Any], *, spec: dict[str, Any], base_dir: str, cache: str) -> None:
+def ray_naive(config: dict[str, Any], *, spec: TrialSpec, base_dir: str, cache: str) -> None:
     from ray import tune
 
     os.environ["SWEEP_MODEL_CACHE"] = cache
@@ -181,7 +182,7 @@ def ray_naive(config: dict[str, Any], *, spec: dict[str, Any], base_dir: str, ca
 
 
 def ray_ours(
-    config: dict[str, Any], *, spec: dict[str, Any], data: Any, pad_id: int, cache: str
+    config: dict[str, Any], *, spec: TrialSpec, data: Any, pad_id: int, cache: str
 ) -> None:
     """The product's trial entry (`run_trial`), stopped after its first optimizer step."""
     from ray import tune

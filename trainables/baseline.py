@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from trainables import modeling
@@ -13,8 +11,7 @@ from trainables.evaluation import evaluate
 from trainables.runtime import pick_device, threads_for_trial
 
 
-def evaluate_untrained(spec: dict[str, Any], data: PreparedData, pad_id: int) -> dict[str, float]:
-    trial = TrialSpec.model_validate(spec)
+def evaluate_untrained(trial: TrialSpec, data: PreparedData, pad_id: int) -> dict[str, float]:
     torch.set_num_threads(threads_for_trial(trial))
     device = pick_device()
     torch.manual_seed(trial.train.seed)  # a new classification head is random: make it repeatable

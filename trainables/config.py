@@ -1,14 +1,14 @@
 """What a trial understands: the model, data, training and LoRA settings.
 
 These pydantic models are the single declaration of every knob a trial reads. The driver
-(`orchestrator`) composes them into a whole sweep config and validates it once, at load; a trial
-re-validates the merged dict it receives (fixed values + the values the searcher picked) so a bad
-sample fails loudly instead of training with a silently wrong value.
+(`orchestrator`) composes them into a whole sweep config and validates it once, at load, then
+hands each trial the `TrialSpec` object itself; a trial validates only the sections the searcher
+changed (`merge_trial_config`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,14 +158,33 @@ REPORTED_METRICS: dict[str, dict[str, str]] = {
 }
 
 
-def merge_trial_config(spec: dict, sampled: dict) -> TrialSpec:
-    """Merge the searcher's nested picks (`{"train": {...}, "lora": {...}}`) into the spec."""
-    merged = {**spec}
+Mode = Literal["min", "max"]
+
+
+def is_better(value: float, than: float, mode: str) -> bool:
+    """Is `value` strictly better than `than` when `mode` is min (lower) or max (higher)?"""
+    return value < than if mode == "min" else value > than
+
+
+def best_first(value: float, mode: str) -> float:
+    """Sort key that puts the best value first under `mode`."""
+    return value if mode == "min" else -value
+
+
+def merge_trial_config(spec: TrialSpec, sampled: dict[str, Any]) -> TrialSpec:
+    """The spec with the searcher's nested picks (`{"train": {...}, "lora": {...}}`) merged in.
+
+    Only the sections the searcher touched are validated again, so a bad sample fails loudly
+    here instead of training with a silently wrong value.
+    """
+    update: dict[str, StrictModel] = {}
     for section, values in sampled.items():
         if section not in SEARCHABLE_SECTIONS:
             raise ValueError(
                 f"sampled section {section!r} is not searchable; use one of "
                 f"{sorted(SEARCHABLE_SECTIONS)}"
             )
-        merged[section] = {**spec.get(section, {}), **values}
-    return TrialSpec.model_validate(merged)
+        current = getattr(spec, section)
+        update[section] = SEARCHABLE_SECTIONS[section].model_validate(
+            {**current.model_dump(), **values})
+    return spec.model_copy(update=update)

@@ -21,7 +21,7 @@ import torch
 
 from trainables import checkpointing, distributed, modeling
 from trainables.checkpointing import STATE_FILE, Progress
-from trainables.config import TrialSpec
+from trainables.config import TrainConfig, TrialSpec
 from trainables.data import PreparedData
 from trainables.distributed import SINGLE, Rank
 from trainables.evaluation import collate, evaluate
@@ -46,12 +46,16 @@ class Setup:
     autocast: Callable[[], Any] | None
 
 
-def total_optimizer_steps(spec: TrialSpec, num_train_examples: int) -> int:
-    train = spec.train
+def optimizer_steps(train: TrainConfig, workers: int, num_train_examples: int) -> int:
+    """Optimizer steps of a trial: `max_steps`, else epochs over train at the global batch."""
     if train.max_steps is not None:
         return train.max_steps
-    per_epoch = math.ceil(num_train_examples / (train.batch_size * spec.workers))
+    per_epoch = math.ceil(num_train_examples / (train.batch_size * workers))
     return max(1, math.ceil(train.epochs * per_epoch / train.gradient_accumulation_steps))
+
+
+def total_optimizer_steps(spec: TrialSpec, num_train_examples: int) -> int:
+    return optimizer_steps(spec.train, spec.workers, num_train_examples)
 
 
 def _autocast(precision: str, device: torch.device) -> Callable[[], Any] | None:

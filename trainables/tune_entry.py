@@ -100,7 +100,7 @@ def report_with_retries(metrics: dict[str, Any], folder: Path) -> None:
             delay = min(delay * 2, 15.0)
 
 
-def run_trial(config: dict[str, Any], *, spec: dict[str, Any], data: PreparedData,
+def run_trial(config: dict[str, Any], *, spec: TrialSpec, data: PreparedData,
               pad_id: int) -> None:
     import ray
     from ray import tune

@@ -46,14 +46,13 @@ class WorkerRank:
 
         return str(ray.util.get_node_ip_address())
 
-    def run(self, spec: dict[str, Any], data: PreparedData, pad_id: int, rank: int,
+    def run(self, trial: TrialSpec, data: PreparedData, pad_id: int, rank: int,
             world_size: int, master_addr: str, master_port: int) -> None:
         import torch
 
         from trainables.loop import fit
         from trainables.runtime import pick_device, threads_for_trial
 
-        trial = TrialSpec.model_validate(spec)
         torch.set_num_threads(threads_for_trial(trial))
         me = Rank(rank, world_size)
         distributed.init_group(me, master_addr, master_port, pick_device(), self.node_ip())
@@ -162,7 +161,7 @@ def data_parallel(trial: TrialSpec, data: PreparedData, pad_id: int) -> Iterator
         master = str(ray.util.get_node_ip_address())
         port = _free_port(master)
         data_ref = ray.put(data)
-        refs = [a.run.remote(trial.model_dump(), data_ref, pad_id, i, world, master, port)
+        refs = [a.run.remote(trial, data_ref, pad_id, i, world, master, port)
                 for i, a in enumerate(actors, start=1)]
         watchdog = _Watchdog(refs)
         watchdog.start()

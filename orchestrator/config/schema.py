@@ -199,6 +199,17 @@ class SweepConfig(StrictModel):
         "file's folder (the current folder for dict configs)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        """An unset `mode` is the metric's own direction (min for losses, max for F1)."""
+        if isinstance(data, dict) and data.get("mode") is None:
+            metric = data.get("metric", cls.model_fields["metric"].default)
+            natural = REPORTED_METRICS.get(data.get("task"), {}).get(metric)  # type: ignore[arg-type]
+            if natural is not None:
+                return {**data, "mode": natural}
+        return data
+
     @model_validator(mode="after")
     def _cross_field(self) -> SweepConfig:
         """Every cross-field rule runs; all broken ones are reported together, one per line."""
@@ -216,9 +227,7 @@ class SweepConfig(StrictModel):
                 f"use one of {sorted(reported)}{did_you_mean(self.metric, list(reported))}"
             ]
         natural = reported[self.metric]
-        if self.mode is None:
-            self.mode = natural  # type: ignore[assignment]
-        elif self.mode != natural:
+        if self.mode != natural:
             better = "lower" if natural == "min" else "higher"
             return [f"mode: {self.mode!r} does not fit metric {self.metric!r} ({better} is "
                     f"better); set mode: {natural}"]

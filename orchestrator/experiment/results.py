@@ -21,6 +21,7 @@ from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.fit import add_fit_flags
 from orchestrator.experiment.layout import BASELINE_FILE, SWEEP_CONFIG_FILE
 from orchestrator.experiment.storage import Storage, open_storage
+from trainables.config import best_first, is_better
 
 
 @dataclass
@@ -83,10 +84,6 @@ def _flatten_config(config: dict[str, Any]) -> dict[str, Any]:
             if isinstance(values, dict) for k, v in values.items()}
 
 
-def _is_better(a: float, b: float, mode: str) -> bool:
-    return a < b if mode == "min" else a > b
-
-
 def _checkpoint_reports(trial: Any, metric: str) -> list[tuple[float, dict[str, Any]]]:
     """The reports saved with the trial's kept checkpoints. After a retry Tune restores the
     trial's result.json from its last upload, which can miss the report made with the newest
@@ -145,10 +142,9 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         reports = [(float(values[i]), history.loc[i].to_dict()) for i in values.index]
         reports += _checkpoint_reports(trial, metric)
         if reports:
-            pick = min if mode == "min" else max
-            value, report = pick(reports, key=lambda vr: vr[0])
+            value, report = min(reports, key=lambda vr: best_first(vr[0], mode))
             row[f"best_{metric}"] = value
-            if best is None or _is_better(value, best[0], mode):
+            if best is None or is_better(value, best[0], mode):
                 best = (value, trial, report)
         rows.append(row)
     trials = pd.DataFrame(rows)

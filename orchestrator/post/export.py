@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.schema import SweepConfig
-from orchestrator.experiment.checkpoints import load_checkpoint_model
+from orchestrator.experiment.checkpoints import is_lora_checkpoint, load_checkpoint_model
 from orchestrator.experiment.layout import EXPORT_INFO_FILE
 from orchestrator.experiment.trials import as_result, find_trial, require_config
 from trainables import modeling
@@ -128,7 +128,7 @@ def export_best(
     with tempfile.TemporaryDirectory(prefix="sweep-export-") as scratch:
         checkpoint = chosen.local(scratch)
         spec = json.loads((checkpoint / SPEC_FILE).read_text())
-        is_lora = (checkpoint / ADAPTER_DIR).exists()
+        is_lora = is_lora_checkpoint(checkpoint)
         info: dict[str, Any] = {
             "experiment": result.experiment_path, "trial_id": chosen.trial_id,
             "rank": chosen.rank, "checkpoint": chosen.uri, "task": config.task,

@@ -25,7 +25,6 @@ per module. We add the exact TIES update to the base weights directly; a test ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ from typing import Any
 import torch
 
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.checkpoints import checkpoint_spec, is_lora_checkpoint
 from trainables import modeling
-from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
+from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -156,12 +156,12 @@ def load_pot(config: SweepConfig, checkpoints: list[Path], trial_ids: list[str])
     """The base model plus every trial's update, ready to mix."""
     from safetensors.torch import load_file
 
-    kinds = {(c / ADAPTER_DIR).exists() for c in checkpoints}
+    kinds = {is_lora_checkpoint(c) for c in checkpoints}
     if len(kinds) > 1:
         raise ValueError("the top-k trials mix LoRA and full fine-tuning checkpoints; soups "
                          "need one kind: lower --top-k or search train.finetune no more")
     tokenizer = modeling.load_tokenizer(config.model)
-    num_labels = json.loads((checkpoints[0] / SPEC_FILE).read_text()).get("num_labels")
+    num_labels = checkpoint_spec(checkpoints[0]).num_labels
     base = modeling.load_model(config.model, config.task, num_labels=num_labels,
                                pad_token_id=tokenizer.pad_token_id)
     if kinds == {False}:  # full fine-tuning: every saved tensor is averaged

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.checkpoints import is_lora_checkpoint
 from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
 from orchestrator.post import export
 from orchestrator.post.final_eval import EvalData, load_eval_data, side_by_side
 from orchestrator.post.merging import Pot, load_pot
 from trainables import modeling
-from trainables.checkpointing import ADAPTER_DIR
+from trainables.config import is_better
 
 if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult
@@ -87,10 +88,6 @@ class SoupResult:
         return "\n".join(lines)
 
 
-def _better(a: float, b: float, mode: str) -> bool:
-    return a < b if mode == "min" else a > b
-
-
 def _uniform(members: list[int], k: int) -> list[float]:
     return [1.0 / len(members) if i in members else 0.0 for i in range(k)]
 
@@ -104,7 +101,7 @@ def _greedy(pot: Pot, data: EvalData, metric: str, mode: str, start: dict[str, f
     for i in range(1, k):
         pot.mix(_uniform([*members, i], k))
         metrics = data.evaluate(pot.model, "validation")
-        kept = _better(metrics[metric], current[metric], mode)
+        kept = is_better(metrics[metric], current[metric], mode)
         steps.append({"trial_id": pot.ingredients[i].trial_id, "kept": kept,
                       metric: metrics[metric]})
         if kept:
@@ -149,7 +146,7 @@ def make_soup(
                          f"{result.metric!r} is not one; use --method uniform or ties")
     with tempfile.TemporaryDirectory(prefix="sweep-soup-") as scratch:
         local = [c.local(scratch) for c in chosen]
-        if method == "ties" and not (local[0] / ADAPTER_DIR).exists():
+        if method == "ties" and not is_lora_checkpoint(local[0]):
             raise ValueError("ties merges LoRA updates, and this is a full fine-tuning sweep; "
                              "use --method uniform or greedy (they average the full weights)")
         pot = load_pot(data.config, local, [c.trial_id for c in chosen])

@@ -15,6 +15,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from trainables.config import best_first, is_better
+
 log = logging.getLogger(__name__)
 
 
@@ -32,15 +34,12 @@ class CheckpointJanitor(Callback):
         self.best = dict(state["best"])
         self.deleted = set(state["deleted"])
 
-    def _score(self, value: float) -> float:
-        return value if self.mode == "min" else -value
-
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         value = result.get(self.metric)
         if isinstance(value, int | float) and math.isfinite(value):
             old = self.best.get(trial.trial_id)
-            if old is None or self._score(value) < self._score(old):
+            if old is None or is_better(value, old, self.mode):
                 self.best[trial.trial_id] = float(value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -52,7 +51,7 @@ class CheckpointJanitor(Callback):
         self._sweep()
 
     def keepers(self) -> set[str]:
-        ranked = sorted(self.best, key=lambda tid: self._score(self.best[tid]))
+        ranked = sorted(self.best, key=lambda tid: best_first(self.best[tid], self.mode))
         return set(ranked[: self.keep_top_k])
 
     def _sweep(self) -> None:

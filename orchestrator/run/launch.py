@@ -198,7 +198,8 @@ def launch(
     >>> result = launch("examples/quickstart.yaml")  # doctest: +SKIP
     >>> model, tokenizer = result.load_best_model()  # doctest: +SKIP
     """
-    cfg = load_config(config, overrides)
+    # A copy: the caller's config object is left as it was given.
+    cfg = load_config(config, overrides).model_copy(deep=True)
     if cfg.name is None:
         cfg.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     if cfg.base_dir is None:

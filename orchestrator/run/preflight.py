@@ -16,15 +16,16 @@ from orchestrator.config.errors import ConfigError
 from orchestrator.config.schema import Choice, Grid, SweepConfig
 from orchestrator.run.logging_callbacks import check_logging
 from trainables import modeling
+from trainables.config import TrialSpec
 from trainables.data import DataError, PreparedData, prepare_data
-from trainables.loop import total_optimizer_steps
+from trainables.loop import optimizer_steps
 
 
 @dataclass
 class Plan:
     """What the driver prepared once for the whole sweep."""
 
-    spec: dict[str, Any]  # TrialSpec as a plain dict; trials merge their sampled values into it
+    spec: TrialSpec  # what every trial shares; each merges its sampled values into it
     data: PreparedData
     pad_id: int
     max_steps: int  # the most optimizer steps any sampled config can take
@@ -151,9 +152,7 @@ def _budget_extremes(config: SweepConfig, num_train: int) -> int:
     best = 1
     for combo in product(*options.values()):
         train = config.train.model_copy(update=dict(zip(options, combo, strict=True)))
-        spec_like = type("S", (), {"train": train,
-                                   "workers": config.resources.workers_per_trial})
-        best = max(best, total_optimizer_steps(spec_like, num_train))  # type: ignore[arg-type]
+        best = max(best, optimizer_steps(train, config.resources.workers_per_trial, num_train))
     return best
 
 
@@ -173,9 +172,11 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
         data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."))
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
-    spec = config.model_dump(include={"task", "model", "data", "train", "lora", "metric", "mode"})
-    spec["num_labels"] = data.num_labels
-    spec["workers"] = config.resources.workers_per_trial
+    spec = TrialSpec(
+        task=config.task, model=config.model, data=config.data, train=config.train,
+        lora=config.lora, metric=config.metric, mode=config.resolved_mode,  # type: ignore[arg-type]
+        num_labels=data.num_labels, workers=config.resources.workers_per_trial,
+    )
     tokens = data.summary()["train_tokens"] / max(len(data.train), 1)
     per_step = (tokens * config.train.batch_size * config.train.gradient_accumulation_steps
                 * config.resources.workers_per_trial)

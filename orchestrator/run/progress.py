@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from trainables.config import is_better
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -71,8 +73,7 @@ class ProgressView(Callback):
         value = result.get(self.metric)
         row.update(status="RUNNING", step=result.get("step"), value=value)
         if isinstance(value, float) and value == value:
-            better = row["best"] is None or (value < row["best"] if self.mode == "min"
-                                             else value > row["best"])
+            better = row["best"] is None or is_better(value, row["best"], self.mode)
             row["best"] = value if better else row["best"]
         if not self.live_enabled:
             print(f"[{time.monotonic() - self.started:6.0f}s] {trial.trial_id} step "

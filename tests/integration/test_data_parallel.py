@@ -26,7 +26,6 @@ import trainables
 from orchestrator import launch
 from orchestrator.run.preflight import build_plan
 from trainables.checkpointing import ADAPTER_DIR
-from trainables.config import TrialSpec
 from trainables.evaluation import evaluate
 from trainables.loop import fit
 
@@ -112,14 +111,15 @@ def single_process_reference(dp_sweep) -> dict[int, tuple[dict[str, float], dict
 
     result, _ = dp_sweep
     plan = build_plan(result.config)
-    spec = {**plan.spec, "workers": 1, "train": {**plan.spec["train"], "batch_size": 8}}
+    spec = plan.spec.model_copy(update={
+        "workers": 1, "train": plan.spec.train.model_copy(update={"batch_size": 8})})
     reports: dict[int, tuple[dict[str, float], dict]] = {}
 
     def capture(metrics: dict[str, float], folder: Path) -> None:
         adapter = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
         reports[int(metrics["step"])] = (dict(metrics), adapter)
 
-    fit(TrialSpec.model_validate(spec), plan.data, plan.pad_id, capture)
+    fit(spec, plan.data, plan.pad_id, capture)
     return reports
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from sweep_helpers import lm_config
 from orchestrator.config.loading import load_config
 from orchestrator.post.merging import LoraFactors, combine_lora, load_pot, ties_lora
 from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
+from trainables.config import TrialSpec
 
 
 def _factors(rank: int, alpha: float, seed: int, shape: tuple[int, int] = (6, 5)) -> LoraFactors:
@@ -53,6 +53,14 @@ def test_ties_keeps_agreeing_entries_only() -> None:
                                                                        [0.0, 2.0]]))
 
 
+def _write_spec(folder: Path, task: str, finetune: str, model_dir: Path,
+                num_labels: int | None) -> None:
+    """The spec.json a trial writes into every checkpoint: says LoRA or full fine-tuning."""
+    spec = TrialSpec(task=task, model={"path": str(model_dir)}, data={"train": "unused.jsonl"},
+                     train={"finetune": finetune}, num_labels=num_labels)
+    (folder / SPEC_FILE).write_text(spec.model_dump_json())
+
+
 def _adapter_checkpoint(folder: Path, base_dir: Path, task: str, rank: int, alpha: float,
                         seed: int, num_labels: int | None = None) -> Path:
     """A checkpoint folder (adapter/ + spec.json) with random, non-zero LoRA weights."""
@@ -74,7 +82,7 @@ def _adapter_checkpoint(folder: Path, base_dir: Path, task: str, rank: int, alph
             if "lora_" in name or "modules_to_save" in name:
                 param.normal_(0, 0.2)
     model.save_pretrained(folder / ADAPTER_DIR)
-    (folder / SPEC_FILE).write_text(json.dumps({"num_labels": num_labels}))
+    _write_spec(folder, task, "lora", base_dir, num_labels)
     return folder
 
 
@@ -164,7 +172,7 @@ def test_full_finetuning_soups_average_every_weight(tiny_lm_dir: Path, two_lm_ad
             for param in model.parameters():
                 param.add_(torch.randn_like(param) * 0.1)
         model.save_pretrained(tmp_path / f"full{i}" / MODEL_DIR)
-        (tmp_path / f"full{i}" / SPEC_FILE).write_text(json.dumps({"num_labels": None}))
+        _write_spec(tmp_path / f"full{i}", "causal_lm", "full", tiny_lm_dir, None)
         checkpoints.append((tmp_path / f"full{i}", dict(model.named_parameters())))
     config = load_config(lm_config(tiny_lm_dir))
     pot = load_pot(config, [c for c, _ in checkpoints], ["full0", "full1"])

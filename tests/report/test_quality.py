@@ -269,7 +269,6 @@ def test_flag_trials_table() -> None:
 def tuned_checkpoint(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """(config, checkpoint) of the tiny LM after 10 LoRA steps on the date data, without Ray."""
     from orchestrator.run.preflight import build_plan
-    from trainables.config import TrialSpec
     from trainables.loop import fit
 
     config = load_config(lm_config(tiny_lm_dir, train={"max_steps": 10, "eval_every_steps": 5,
@@ -278,7 +277,7 @@ def tuned_checkpoint(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory
     plan = build_plan(config)
     target = tmp_path_factory.mktemp("tuned") / "checkpoint"
     torch.set_num_threads(1)
-    fit(TrialSpec.model_validate(plan.spec), plan.data, plan.pad_id,
+    fit(plan.spec, plan.data, plan.pad_id,
         lambda metrics, folder: shutil.copytree(folder, target, dirs_exist_ok=True))
     return config, target, plan
 

@@ -14,7 +14,7 @@ from sweep_helpers import ROOT, lm_config
 from orchestrator.config.loading import load_config
 from orchestrator.run.preflight import build_plan
 from trainables.checkpointing import ADAPTER_DIR, SPEC_FILE, STATE_FILE
-from trainables.config import TrialSpec
+from trainables.config import merge_trial_config
 from trainables.loop import fit
 
 
@@ -25,7 +25,7 @@ def _plan(config: dict):
 
 
 def _run(plan, tmp_path: Path, resume_from: Path | None = None, **train: object):
-    spec = TrialSpec.model_validate({**plan.spec, "train": {**plan.spec["train"], **train}})
+    spec = merge_trial_config(plan.spec, {"train": train})
     reports: list[dict] = []
 
     def report(metrics: dict, folder: Path) -> None:
