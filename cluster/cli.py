@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
+from orchestrator.cli.errors import fail
+
 F = TypeVar("F", bound=Callable[..., Any])
 _SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
 
@@ -27,11 +29,6 @@ def _address_option(command: F) -> F:
         help="Ray Jobs API (dashboard) address, e.g. http://127.0.0.1:8265 "
              "[env: RAY_API_SERVER_ADDRESS, then RAY_ADDRESS].",
     )(command)
-
-
-def _fail(err: Exception) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(2)
 
 
 def _when(ms: int | None) -> str:
@@ -55,7 +52,7 @@ def register(group: click.Group) -> None:
             job_id = jobs.submit(config, address, list(overrides))
             experiment = jobs.job_info(job_id, address).metadata.get("experiment")
         except errors as err:
-            _fail(err)
+            fail(err)
             return
         click.echo(job_id)
         click.echo(f"Experiment: {experiment}\nFollow: sweep logs {job_id} --follow\n"
@@ -69,7 +66,7 @@ def register(group: click.Group) -> None:
         try:
             info = jobs.job_info(job_id, address)
         except errors as err:
-            _fail(err)
+            fail(err)
             return
         click.echo(f"{job_id}: {info.status.value}")
         click.echo(f"  experiment: {(info.metadata or {}).get('experiment', '-')}")
@@ -87,7 +84,7 @@ def register(group: click.Group) -> None:
             for chunk in jobs.logs(job_id, address, follow=follow):
                 click.echo(chunk, nl=False)
         except errors as err:
-            _fail(err)
+            fail(err)
         except KeyboardInterrupt:  # stop following; the job goes on
             sys.exit(130)
 
@@ -100,7 +97,7 @@ def register(group: click.Group) -> None:
         try:
             final = jobs.stop(job_id, address, wait=not no_wait)
         except errors as err:
-            _fail(err)
+            fail(err)
             return
         click.echo(f"{job_id}: {final}")
 
@@ -111,7 +108,7 @@ def register(group: click.Group) -> None:
         try:
             found = jobs.list_jobs(address)
         except errors as err:
-            _fail(err)
+            fail(err)
             return
         for info in found:
             experiment = (info.metadata or {}).get("experiment", info.entrypoint)

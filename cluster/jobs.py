@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config.errors import ConfigError
+from orchestrator.config.errors import ConfigError, UserError
 from orchestrator.config.loading import load_config, read_yaml
 from orchestrator.experiment.layout import SWEEP_CONFIG_FILE
 
@@ -54,7 +54,7 @@ STOP_WAIT_S = 60  # SIGINT -> SIGKILL: time for Tune to stop trials and write it
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """The cluster cannot be reached or refused the request; the message says what to do."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,18 +187,23 @@ def _label_ids(splits: dict[str, list[dict]], column: str) -> tuple[dict[Any, in
     return {name: i for i, name in enumerate(names)}, names
 
 
-def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path) -> PreparedData:
+def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
+                 tokenize: Collection[str] = ("train", "validation", "test")) -> PreparedData:
+    """Read, check and tokenize the splits. `tokenize` names the splits to tokenize (the others
+    come back empty): scoring a finished sweep needs validation and test, not train. Every split
+    is still read, so the validation carve-out and the label ids are the sweep's own."""
     splits = read_splits(cfg, base_dir)
     for name, rows in splits.items():
         check_columns(cfg, task, rows, name)
+    wanted = {name: rows for name, rows in splits.items() if name in tokenize}
     if task == "causal_lm":
-        tokenized = {name: _tokenize_causal(cfg, tokenizer, rows) for name, rows in splits.items()}
+        tokenized = {name: _tokenize_causal(cfg, tokenizer, rows) for name, rows in wanted.items()}
         num_labels, label_names = None, None
     else:
         mapping, label_names = _label_ids(splits, cfg.label_column)
         num_labels = len(label_names)
         tokenized = {}
-        for name, rows in splits.items():
+        for name, rows in wanted.items():
             enc = tokenizer(
                 [str(r[cfg.text_column]) for r in rows], truncation=True, max_length=cfg.max_length
             )["input_ids"]
@@ -214,8 +220,8 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path) ->
             )
     return PreparedData(
         task=task,
-        train=tokenized["train"],
-        validation=tokenized["validation"],
+        train=tokenized.get("train", []),
+        validation=tokenized.get("validation", []),
         test=tokenized.get("test", []),
         num_labels=num_labels,
         label_names=label_names,

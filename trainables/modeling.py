@@ -148,9 +148,3 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig, task: Task) -> torch.nn
         task_type=task_type,
     )
     return get_peft_model(model, peft_config)
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total

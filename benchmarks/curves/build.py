@@ -4,6 +4,8 @@
     python -m benchmarks.curves.build gsm8k_sft
     python -m benchmarks.curves.build tweeteval_emotion --gpus-per-trial 0.25 --scale 8  # GPU
     python -m benchmarks.curves.build tweeteval_emotion --quick  # 4 candidates, tiny budget
+    python -m benchmarks.curves.build tweeteval_emotion --from-experiment DIR --seeds 1
+        # the table from an experiment built earlier (or still running): its finished runs
 
 The candidates run as one sweep of the project's own machinery (`launch()`): random search
 whose `points_to_evaluate` are the candidates (one per seed), FIFO (no early stopping), the
@@ -60,8 +62,10 @@ def sweep_config(task: Task, args: argparse.Namespace, storage: Path) -> dict[st
     return raw
 
 
-def read_runs(experiment: Path, task: Task, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One run per trial folder, matched to its candidate by the config the trial ran."""
+def read_runs(experiment: Path, task: Task, points: list[dict[str, Any]],
+              max_steps: int) -> list[dict[str, Any]]:
+    """One run per finished trial folder, matched to its point by the config the trial ran.
+    Trials of other points, and trials still running, are left out."""
     index = {json.dumps(p, sort_keys=True): i for i, p in enumerate(points)}
     runs = []
     for result_file in sorted(experiment.glob("*/result.json")):
@@ -70,9 +74,11 @@ def read_runs(experiment: Path, task: Task, points: list[dict[str, Any]]) -> lis
             continue
         config = rows[0]["config"]
         flat = {f"{s}.{f}": v for s, fields in config.items() for f, v in fields.items()}
-        point = {k: flat[k] for k in points[0]}
-        i = index[json.dumps(point, sort_keys=True)]
-        runs.append({"point": i, "rows": rows})
+        i = index.get(json.dumps({k: flat[k] for k in points[0]}, sort_keys=True))
+        finished = any(r.get("diverged") or r.get("infeasible") for r in rows) or any(
+            r.get("step") == max_steps for r in rows)
+        if i is not None and finished:
+            runs.append({"point": i, "rows": rows})
     return runs
 
 
@@ -121,19 +127,33 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--storage", default="/tmp/curves", help="where the sweep's trials go")
     parser.add_argument("--quick", action="store_true", help="4 candidates, 4 steps (a smoke run)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--from-experiment", type=Path, default=None,
+                        help="collect the table from this experiment instead of running one")
     args = parser.parse_args(argv)
     if args.quick:
         args.candidates = args.candidates or 4
         args.seeds = args.seeds or 1
     task = TASKS[args.task]
-    from orchestrator import launch
-
     started = time.time()
-    raw = sweep_config(task, args, Path(args.storage))
-    points = raw["search"]["points_to_evaluate"]
     with common.LoadSampler() as load:
-        result = launch(raw, live=False)
+        if args.from_experiment is None:
+            from orchestrator import launch
+
+            raw = sweep_config(task, args, Path(args.storage))
+            experiment = Path(launch(raw, live=False).experiment_path)
+        else:
+            import yaml
+
+            experiment = args.from_experiment.resolve()
+            raw = yaml.safe_load((experiment / "sweep_config.yaml").read_text())
+    seeds = task.seeds[: args.seeds]
+    points = [p for p in raw["search"]["points_to_evaluate"] if p["train.seed"] in seeds]
     wall = time.time() - started
+    if args.from_experiment is not None:  # the sweep's own span: first trial start to last end
+        times = [json.loads(line) for f in experiment.glob("*/result.json")
+                 for line in f.read_text().splitlines()[-1:] if line.strip()]
+        starts = [t["timestamp"] - t["time_total_s"] for t in times]
+        wall = max(t["timestamp"] for t in times) - min(starts)
     train = raw["train"]
     schedule = list(range(train["eval_every_steps"], train["max_steps"] + 1,
                           train["eval_every_steps"]))
@@ -146,7 +166,7 @@ def main(argv: list[str] | None = None) -> Path:
         if config not in distinct:
             distinct.append(config)
     runs = []
-    for run in read_runs(Path(result.experiment_path), task, points):
+    for run in read_runs(experiment, task, points, train["max_steps"]):
         point = points[run["point"]]
         status, curve = to_curve(run["rows"], task, schedule)
         runs.append({"candidate": distinct.index({k: point[k] for k in candidate_keys}),
@@ -166,7 +186,7 @@ def main(argv: list[str] | None = None) -> Path:
             "wall_s": round(wall, 1), "machine": common.machine_info(), "load": load.summary(),
             "packages": common.package_versions(), "shrunk": task.shrunk,
             "sweep": {k: raw[k] for k in ("train", "data", "lora", "resources")},
-            "experiment": result.experiment_path, "quick": args.quick,
+            "experiment": str(experiment), "quick": args.quick,
         },
     }
     problems = check_table(table)
@@ -175,7 +195,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = args.out or (TABLES / f"{task.name}{'.quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, separators=(",", ":"), allow_nan=True) + "\n")
-    print(f"wrote {out}: {len(distinct)} candidates x {len(task.seeds[: args.seeds])} seeds, "
+    print(f"wrote {out}: {len(distinct)} candidates x {len(seeds)} seeds, "
           f"{wall / 60:.1f} min")
     return out
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from orchestrator.cli.errors import fail
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config
 
 _SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
-
-
-def _fail(err: Exception) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +29,7 @@ def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     try:
         launch(config, list(overrides), address=address)
     except (ConfigError, FileExistsError, LeakageError) as err:
-        _fail(err)
+        fail(err)
 
 
 @main.command()
@@ -60,7 +54,7 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
             nodes = ray.nodes()
         plan = build_plan(cfg, nodes=nodes)
     except ConfigError as err:
-        _fail(err)
+        fail(err)
         return
     summary = ", ".join(f"{k}={v}" for k, v in plan.data.summary().items())
     click.echo(f"OK: {config}\n  task={cfg.task} metric={cfg.metric} ({cfg.mode}) "
@@ -87,7 +81,7 @@ def results(experiment: str, all_columns: bool) -> None:
     try:
         result = load_results(experiment)
     except (FileNotFoundError, RuntimeError) as err:
-        _fail(err)
+        fail(err)
         return
     table = result.trials
     if not all_columns:
@@ -113,7 +107,7 @@ def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
     try:
         resume_sweep(experiment, address=address, restart_errored=restart_errored)
     except (ConfigError, ResumeError) as err:
-        _fail(err)
+        fail(err)
 
 
 def _register_optional_commands() -> None:
@@ -123,10 +117,8 @@ def _register_optional_commands() -> None:
 
     register_post_sweep(main)
     register_report(main)
-    try:
-        from cluster.cli import register
-    except ImportError:
-        return
+    from cluster.cli import register
+
     register(main)
 
 

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from orchestrator.cli.errors import user_errors
 from orchestrator.config.errors import ConfigError
 
 # What the post-sweep functions raise for a bad request; each message says what to do.
@@ -23,11 +23,8 @@ _TEST_HELP = ("Test split file (format of data.train) to use when the sweep conf
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    try:
+    with user_errors(*_USER_ERRORS):
         return action()
-    except _USER_ERRORS as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
 
 
 @click.command("export")

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from orchestrator.cli.errors import user_errors
 
 
 @click.command("report")
@@ -30,12 +30,9 @@ def report(experiment: str, out: str | None, top: int, forgetting: bool,
     trials, compute saved by early stopping, and quality checks."""
     from orchestrator.post.report import write_report
 
-    try:
+    with user_errors(FileNotFoundError, RuntimeError, ImportError, ValueError):
         path = write_report(experiment, out, top=top, forgetting=forgetting,
                             general_text=general_text)
-    except (FileNotFoundError, RuntimeError, ImportError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     click.echo(f"Report: {path}")
 
 

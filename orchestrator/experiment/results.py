@@ -36,6 +36,20 @@ class SweepResult:
     trials: pd.DataFrame
     baseline: dict[str, float] = field(default_factory=dict)
     config: SweepConfig | None = None
+    # Tune's reading of the experiment, made once by `load_results` and reused by every
+    # post-sweep step of the same command (ranking checkpoints, histories for the report).
+    analysis: Any = field(default=None, repr=False, compare=False)
+
+    def experiment_analysis(self) -> Any:
+        if self.analysis is None:
+            self.analysis = read_analysis(open_storage(self.experiment_path), self.metric,
+                                          self.mode)
+        return self.analysis
+
+    @property
+    def histories(self) -> dict[str, pd.DataFrame]:
+        """trial_id -> every report of that trial."""
+        return dict(self.experiment_analysis().trial_dataframes)
 
     @property
     def best_value(self) -> float:
@@ -104,10 +118,17 @@ def read_sweep_config(experiment: Storage) -> SweepConfig | None:
                          experiment.uri_of(SWEEP_CONFIG_FILE))
 
 
-def load_results(experiment_path: str | Path) -> SweepResult:
-    """Read a finished (or interrupted) experiment: a local folder or an s3:// URI."""
+def read_analysis(experiment: Storage, metric: str, mode: str) -> Any:
     from ray.tune import ExperimentAnalysis
 
+    return ExperimentAnalysis(
+        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
+        default_metric=metric, default_mode=mode,
+    )
+
+
+def load_results(experiment_path: str | Path) -> SweepResult:
+    """Read a finished (or interrupted) experiment: a local folder or an s3:// URI."""
     experiment = open_storage(str(experiment_path))
     config = read_sweep_config(experiment)
     if config is None:
@@ -115,10 +136,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
             f"{experiment.uri}: no {SWEEP_CONFIG_FILE}; is this a folder made by `sweep run`?"
         )
     metric, mode = config.metric, config.resolved_mode
-    analysis = ExperimentAnalysis(
-        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
-        default_metric=metric, default_mode=mode,
-    )
+    analysis = read_analysis(experiment, metric, mode)
     rows, best = [], None
     for trial in analysis.trials:
         history = analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame())
@@ -173,4 +191,5 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         trials=trials.sort_values(f"best_{metric}", ascending=(mode == "min")),
         baseline=baseline,
         config=config,
+        analysis=analysis,
     )

@@ -17,10 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyarrow.fs as pafs
 
+from orchestrator.config.errors import UserError
+
 _SECRET_PARAMS = ("access_key", "secret_key", "session_token")
 
 
-class StorageError(ValueError):
+class StorageError(UserError, ValueError):
     """The storage path is unusable; the message says why and what to do."""
 
 

@@ -52,15 +52,10 @@ def ranked_checkpoints(result: SweepResult, top_k: int | None = None) -> list[Tr
 
     `top_k` keeps the first k and must not exceed the number of such trials.
     """
-    from ray.tune import ExperimentAnalysis
-
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, but got top_k={top_k}")
     experiment = open_storage(result.experiment_path)
-    analysis = ExperimentAnalysis(
-        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
-        default_metric=result.metric, default_mode=result.mode,
-    )
+    analysis = result.experiment_analysis()
     trials = {trial.trial_id: trial for trial in analysis.trials}
     ranked: list[TrialCheckpoint] = []
     for row in result.trials.to_dict("records"):  # already sorted best first

@@ -23,18 +23,19 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
+from orchestrator.config.errors import ConfigError
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import load_checkpoint_model
 from orchestrator.experiment.layout import TEST_RESULTS_FILE
 from orchestrator.experiment.storage import open_storage
 from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
+from trainables import modeling
 from trainables.checkpointing import METRICS_FILE
+from trainables.data import DataError, PreparedData, prepare_data
 from trainables.evaluation import evaluate
 
 if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult
-    from orchestrator.run.preflight import Plan
-
 
 
 @dataclass
@@ -42,20 +43,21 @@ class EvalData:
     """The tokenized validation and test splits of a sweep, and how to batch them."""
 
     config: SweepConfig
-    plan: Plan
+    data: PreparedData  # validation and test only: scoring never needs train tokenized
+    pad_id: int
 
     @property
     def has_test(self) -> bool:
-        return bool(self.plan.data.test)
+        return bool(self.data.test)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, float]:
         """`split` is "validation" or "test"; test metrics are renamed `test_*`."""
-        examples = self.plan.data.validation if split == "validation" else self.plan.data.test
+        examples = self.data.validation if split == "validation" else self.data.test
         metrics = evaluate(
             model, examples, task=self.config.task,
             batch_size=self.config.train.eval_batch_size or self.config.train.batch_size,
-            pad_id=self.plan.pad_id, device=next(model.parameters()).device,
-            num_labels=self.plan.data.num_labels,
+            pad_id=self.pad_id, device=next(model.parameters()).device,
+            num_labels=self.data.num_labels,
         )
         return metrics if split == "validation" else {to_test_name(k): v
                                                       for k, v in metrics.items()}
@@ -78,12 +80,21 @@ def side_by_side(validation: dict[str, float], test: dict[str, float] | None) ->
 
 def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalData:
     """Read and tokenize the sweep's splits as the sweep did; `test_data` replaces data.test."""
-    from orchestrator.run.preflight import build_plan
+    from orchestrator.run.preflight import check_model
 
     config = config.model_copy(deep=True)
     if test_data is not None:
         config.data.test = os.path.abspath(os.path.expanduser(test_data))
-    return EvalData(config=config, plan=build_plan(config))
+    problems = check_model(config)
+    if problems:
+        raise ConfigError(problems, "sweep")
+    tokenizer = modeling.load_tokenizer(config.model)
+    try:
+        data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."),
+                            tokenize=("validation", "test"))
+    except DataError as err:
+        raise ConfigError([str(err)], "sweep") from None
+    return EvalData(config=config, data=data, pad_id=int(tokenizer.pad_token_id))
 
 
 @dataclass
@@ -142,7 +153,7 @@ def evaluate_test_split(
     chosen = ranked_checkpoints(result, top_k)
     data = load_eval_data(config, test_data)
     report = EvaluationReport(result.experiment_path, result.metric, result.mode,
-                              test_examples=len(data.plan.data.test))
+                              test_examples=len(data.data.test))
     with tempfile.TemporaryDirectory(prefix="sweep-test-") as scratch:
         for trial in chosen:
             checkpoint = trial.local(scratch)

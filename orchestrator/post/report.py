@@ -60,13 +60,7 @@ def compute_summary(trials: pd.DataFrame) -> ComputeSummary:
 
 def load_histories(experiment_path: str | Path) -> dict[str, pd.DataFrame]:
     """trial_id -> every report of that trial (a local folder or an s3:// URI)."""
-    from ray.tune import ExperimentAnalysis
-
-    experiment = open_storage(str(experiment_path))
-    analysis = ExperimentAnalysis(
-        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs
-    )
-    return dict(analysis.trial_dataframes)
+    return load_results(str(experiment_path)).histories
 
 
 def searched_params(result: SweepResult) -> tuple[list[str], set[str]]:
@@ -224,7 +218,7 @@ def write_report(experiment_path: str | Path, out: str | Path | None = None, *, 
     the tuned model) and keeps its result in the experiment as forgetting.json.
     """
     result = load_results(str(experiment_path))
-    histories = load_histories(str(experiment_path))
+    histories = result.histories  # the same reading of the experiment, not a second one
     experiment = open_storage(str(experiment_path))
     leakage = (json.loads(experiment.read_text(LEAKAGE_FILE))
                if experiment.exists(LEAKAGE_FILE) else None)

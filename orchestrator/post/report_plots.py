@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,14 +68,8 @@ def param_importances(trials: pd.DataFrame, params: list[str], metric_column: st
             study.add_trial(optuna.trial.create_trial(
                 params=params_of_row, distributions=distributions, value=float(row[metric_column])
             ))
-        try:
-            evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        except ImportError:  # fANOVA's random forest comes from scikit-learn
-            method = "PED-ANOVA (install scikit-learn for fANOVA)"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                values = optuna.importance.get_param_importances(study)
+        evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator)
     finally:
         optuna.logging.set_verbosity(verbosity)
     notes = []
@@ -91,11 +84,8 @@ def param_importances(trials: pd.DataFrame, params: list[str], metric_column: st
 
 
 def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("the sweep report draws its figures with matplotlib; "
-                          "`pip install matplotlib`") from None
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 

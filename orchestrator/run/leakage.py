@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.errors import UserError
+
 if TYPE_CHECKING:
     from trainables.data import PreparedData
 
@@ -29,7 +31,7 @@ _SPACES = re.compile(r"\s+")
 # --- data leakage -----------------------------------------------------------------------------
 
 
-class LeakageError(ValueError):
+class LeakageError(UserError, ValueError):
     """Held-out texts leak into train and the config asks to refuse such sweeps."""
 
 

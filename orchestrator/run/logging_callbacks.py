@@ -78,9 +78,6 @@ def check_logging(logging_config: LoggingConfig) -> list[str]:
     if logging_config.mlflow is not None and importlib.util.find_spec("mlflow") is None:
         problems.append(f"logging.mlflow: mlflow is not installed; `{MLFLOW_INSTALL_HINT}`, or "
                         "remove logging.mlflow")
-    if logging_config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
-        problems.append("logging.tensorboard: tensorboardX is not installed; `pip install "
-                        "tensorboardX`, or set logging.tensorboard: false")
     return problems
 
 

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from orchestrator.config.errors import ConfigError
+from orchestrator.config.errors import ConfigError, UserError
 from orchestrator.experiment.results import SweepResult, load_results, read_sweep_config
 from orchestrator.experiment.storage import Storage, open_storage
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 STATE_GLOB_PREFIX = "experiment_state-"
 
 
-class ResumeError(RuntimeError):
+class ResumeError(UserError, RuntimeError):
     """The experiment cannot be resumed; the message says why and what to do."""
 
 
@@ -65,7 +65,7 @@ def repair_experiment_state(storage: Storage) -> list[str]:
     return moved
 
 
-def resume(experiment: str, *, address: str | None = None, live: bool | None = None,
+def resume(experiment: str, *, address: str | None = None,
            restart_errored: bool = False) -> SweepResult:
     """Continue the sweep stored at `experiment` (a folder or s3:// URI) and return results."""
     import ray

@@ -68,7 +68,7 @@ def _cli(*args: str):
 
 def _batch(sweep) -> dict[str, torch.Tensor]:
     data = load_eval_data(sweep.config)
-    return collate(data.plan.data.validation[:8], data.plan.pad_id, sweep.config.task)
+    return collate(data.data.validation[:8], data.pad_id, sweep.config.task)
 
 
 def _logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -166,8 +166,8 @@ def test_evaluate_prints_validation_and_test_and_writes_json(lm_sweep) -> None:
 
     model, _ = lm_sweep.load_best_model()
     data = load_eval_data(lm_sweep.config)
-    direct = evaluate(model, data.plan.data.test, task="causal_lm", batch_size=8,
-                      pad_id=data.plan.pad_id, device=model.device)
+    direct = evaluate(model, data.data.test, task="causal_lm", batch_size=8,
+                      pad_id=data.pad_id, device=model.device)
     assert best["test"]["test_loss"] == pytest.approx(direct["eval_loss"], rel=1e-6)
     assert best["test"]["test_loss"] != best["validation"]["eval_loss"]
     report = evaluate_test_split(lm_sweep, top_k=1, write=False)
