@@ -29,7 +29,7 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from ledger import read_ledger  # noqa: E402
 from sweep_helpers import lm_config  # noqa: E402

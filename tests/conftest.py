@@ -1,11 +1,15 @@
-"""Shared fixtures: tiny models built from a config, small data files, a real local Ray."""
+"""Shared fixtures: tiny models built from a config, small data files, a real local Ray, and a
+minimal valid config (`make_raw`, `make_config`) with a way to read its errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # for tests/tiny_models.py
 
 from sweep_helpers import DATES, ROOT, SHARED_DATA, lm_config  # noqa: E402,F401  (re-exported)
 from tiny_models import make_tiny_causal_lm, make_tiny_encoder  # noqa: E402
+
+from orchestrator.config.errors import ConfigError  # noqa: E402
+from orchestrator.config.loading import load_config  # noqa: E402
+from orchestrator.config.schema import SweepConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +62,72 @@ def local_ray():
     ensure_ray("local")  # never join a cluster that happens to run on this machine
     yield ray
     ray.shutdown()
+
+
+MakeRaw = Callable[..., dict[str, Any]]
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `patch` into a copy of `base`; `search_space` is replaced, not merged, so a
+    test states the whole space it means."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "search_space":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@pytest.fixture
+def make_raw(tmp_path: Path) -> MakeRaw:
+    """`make_raw(train={"learning_rate": 1e-3})` -> a minimal valid dict config, patched.
+
+    Minimal: causal LM, the model folder is `tmp_path`, one loguniform dimension so the default
+    search algorithm (hyperopt) has something to search.
+    """
+    base: dict[str, Any] = {
+        "task": "causal_lm",
+        "model": {"path": str(tmp_path)},
+        "data": {"train": "train.jsonl"},
+        "search_space": {
+            "train.learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-3},
+        },
+    }
+
+    def make(**patch: Any) -> dict[str, Any]:
+        return _merge(base, patch)
+
+    return make
+
+
+@pytest.fixture
+def make_config(make_raw: MakeRaw) -> Callable[..., SweepConfig]:
+    """Like `make_raw`, validated through `load_config`."""
+
+    def make(**patch: Any) -> SweepConfig:
+        return load_config(make_raw(**patch))
+
+    return make
+
+
+@pytest.fixture
+def config_error() -> Callable[..., ConfigError]:
+    """`config_error(source, overrides)` -> the ConfigError `load_config` must raise."""
+
+    def get(source: Any, overrides: list[str] | None = None) -> ConfigError:
+        with pytest.raises(ConfigError) as info:
+            load_config(source, overrides)
+        return info.value
+
+    return get
+
+
+def assert_mentions(message: str, *fragments: str) -> None:
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"message lacks {missing}:\n{message}"
+
+
+@pytest.fixture
+def mentions() -> Callable[..., None]:
+    return assert_mentions

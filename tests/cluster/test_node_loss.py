@@ -13,12 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from ledger import read_ledger  # noqa: E402
 from sweep_helpers import lm_config
 
 from cluster.local import LocalCluster
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
-from ledger import read_ledger  # noqa: E402
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,15 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ledger import read_ledger  # noqa: E402
 from s3_helpers import SECRET, list_keys, moto_s3
 from sweep_helpers import lm_config
 
-from cluster.local import LocalCluster
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
-from ledger import read_ledger  # noqa: E402
-
 from cluster import jobs
+from cluster.local import LocalCluster
 from orchestrator.config.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

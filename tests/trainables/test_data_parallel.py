@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import torch
+from ledger import read_ledger  # noqa: E402
 from ray import cloudpickle  # what Tune pickles trainables with
 
 import trainables
@@ -28,9 +29,6 @@ from orchestrator.run.preflight import build_plan
 from trainables.checkpointing import ADAPTER_DIR
 from trainables.evaluation import evaluate
 from trainables.loop import fit
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
-from ledger import read_ledger  # noqa: E402
 
 pytestmark = pytest.mark.integration
 STEPS, EVAL_EVERY = 8, 4
