@@ -3,7 +3,9 @@
 Layout of a checkpoint folder:
     adapter/           peft `save_pretrained` output (LoRA), never the base weights
     model/             full weights (full fine-tuning only)
-    trainer_state.pt   optimizer, LR schedule, step, data position, RNG states
+    trainer_state.pt   optimizer, LR schedule, step, data position, RNG states: tensors and
+                       plain Python values only, read with `torch.load(weights_only=True)`, so
+                       a file planted on shared storage cannot run code in the trial
     metrics.json       the metrics reported with this checkpoint
     manifest.json      sha256 of every file above, written last: a checkpoint without a
                        matching manifest is torn (the writer died mid-way) and is skipped
@@ -76,12 +78,20 @@ def save(
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values (numpy's key array as a list), so the
+    state file loads with `weights_only=True`."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
     }
+
+
+def _set_numpy_state(state: list[Any]) -> None:
+    kind, keys, pos, has_gauss, cached = state
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -129,8 +139,33 @@ def load_weights(folder: Path, model: torch.nn.Module, finetune: str) -> None:
         shards = sorted((folder / MODEL_DIR).glob("*.safetensors"))
         if not shards:
             raise FileNotFoundError(f"checkpoint {folder} has no {MODEL_DIR}/*.safetensors")
+        loaded: set[str] = set()
         for shard in shards:
-            model.load_state_dict(load_file(str(shard)), strict=False)
+            tensors = load_file(str(shard))
+            unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
+            if unexpected:
+                raise CheckpointMismatchError(
+                    f"checkpoint {folder} has weights this model does not: {unexpected[:5]}; "
+                    "it was written by another model, so the trial cannot resume from it")
+            loaded |= set(tensors)
+        missing = _missing_keys(model, loaded)
+        if missing:
+            raise CheckpointMismatchError(
+                f"checkpoint {folder} lacks weights of this model: {missing[:5]}; resuming "
+                "would train from the base weights with the restored optimizer, so it is refused")
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model the trial built."""
+
+
+def _missing_keys(model: torch.nn.Module, loaded: set[str]) -> list[str]:
+    """Model weights no shard provided; weights tied to a loaded one (an LM head sharing the
+    embedding, which save_pretrained writes once) are not missing."""
+    state = model.state_dict()
+    loaded_storage = {state[k].data_ptr() for k in loaded if k in state}
+    return sorted(k for k, v in state.items()
+                  if k not in loaded and v.data_ptr() not in loaded_storage)
 
 
 def load_state(
@@ -139,8 +174,9 @@ def load_state(
 ) -> Progress:
     """Restore from a checkpoint folder, or from its STATE_FILE's bytes (what rank 0 sends the
     other data-parallel ranks, which cannot see its copy of the checkpoint)."""
+    # weights_only: tensors and plain containers only; a pickled object is refused, not run.
     state = torch.load(
-        source / STATE_FILE if isinstance(source, Path) else io.BytesIO(source), weights_only=False
+        source / STATE_FILE if isinstance(source, Path) else io.BytesIO(source), weights_only=True
     )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -152,5 +188,5 @@ def load_state(
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    _set_numpy_state(rng["numpy"])
     return Progress(**state["progress"])

@@ -8,9 +8,10 @@ changed (`merge_trial_config`).
 
 from __future__ import annotations
 
+import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Task = Literal["causal_lm", "sequence_classification"]
 
@@ -75,14 +76,44 @@ class DataConfig(StrictModel):
     max_train_examples: int | None = Field(None, ge=1, description="Cap on train rows.")
     max_eval_examples: int | None = Field(None, ge=1, description="Cap on validation/test rows.")
 
+    @field_validator("prompt_template", "completion_template")
+    @classmethod
+    def _well_formed_template(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as err:  # "Single '}' encountered", "expected '}' before end"
+            raise ValueError(
+                f"{template!r} is not a valid template ({err}); fields are written {{column}}, "
+                "and a literal brace is doubled: {{ or }}"
+            ) from None
+        bad = [f for f in fields if not f.isidentifier()]
+        if bad:
+            raise ValueError(f"{template!r} has fields {bad} that are not column names; write "
+                             "{column} with a plain column name, and double literal braces: "
+                             "{{ or }}")
+        return template
+
 
 class LoraConfig(StrictModel):
     r: int = Field(8, ge=1, le=1024, description="Adapter rank: higher, more capacity and memory.")
     alpha: float = Field(16.0, gt=0, description="Scale is alpha / r.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Module names to adapt, or `all-linear`."
+        "all-linear", description="Module names to adapt, or `all-linear`. Every name must "
+        "match a module of the model (checked before the sweep)."
     )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _some_modules(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and not value:
+            raise ValueError("[] adapts nothing, so every trial would fail; list module names "
+                             "(e.g. [q_proj, v_proj]) or use all-linear")
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ValueError(f"{value} lists a module twice; list each name once")
+        return value
 
 
 class TrainConfig(StrictModel):

@@ -80,9 +80,34 @@ def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[di
     try:
         return list(load_dataset(fmt, data_files=str(path), split="train"))
     except Exception as err:  # a parse error deep in pyarrow: say which file and field
+        where = _first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None
+        if where is not None:
+            line, problem = where
+            raise DataError(
+                f"data.{field_name}: {str(path)!r} line {line} is not one JSON object "
+                f"({problem}); fix or remove that line"
+            ) from None
         raise DataError(
             f"data.{field_name}: cannot read {str(path)!r} as {fmt}: {err}; check the file"
         ) from None
+
+
+def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+    """(line number, what is wrong) of the first line of a JSON Lines file that is not a JSON
+    object; None when every line is one (the reader failed for another reason)."""
+    import json
+
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                return number, f"{err.msg} at column {err.colno}"
+            if not isinstance(value, dict):
+                return number, f"a JSON {type(value).__name__}, not an object"
+    return None
 
 
 def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:

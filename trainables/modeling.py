@@ -105,6 +105,31 @@ def load_tokenizer(model: ModelConfig, folder: str | None = None) -> Any:
     return tok
 
 
+def linear_module_names(model: ModelConfig, task: Task, num_labels: int | None = None
+                        ) -> list[str]:
+    """Qualified names of the model's linear layers (what LoRA can adapt), read from a
+    skeleton built on the meta device: no weights are loaded."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    folder = materialize(model)
+    config = AutoConfig.from_pretrained(folder, revision=model.revision,
+                                        trust_remote_code=model.trust_remote_code)
+    if task == "sequence_classification" and num_labels:
+        config.num_labels = num_labels
+    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+    with torch.device("meta"):
+        skeleton = auto.from_config(config, trust_remote_code=model.trust_remote_code)
+    return [name for name, module in skeleton.named_modules()
+            if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"]
+
+
+def unmatched_targets(targets: list[str], module_names: list[str]) -> list[str]:
+    """The targets that match no module, by peft's rule for a list of names: a target matches
+    a module whose qualified name is the target or ends with `.target`."""
+    return [t for t in targets
+            if not any(name == t or name.endswith("." + t) for name in module_names)]
+
+
 def load_model(
     model: ModelConfig,
     task: Task,

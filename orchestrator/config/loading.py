@@ -32,6 +32,30 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False
+                                ) -> dict[Any, Any]:
+    """A YAML mapping, refusing a key given twice (YAML would silently keep the last one)."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise DuplicateKeyError(
+                f"key {key!r} is given twice in the same mapping (lines {seen[key]} and {line}); "
+                "the second would silently replace the first: merge them into one"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping repeats a key."""
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _mapping_without_duplicates)  # type: ignore[arg-type]
+
+
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
@@ -149,6 +173,8 @@ def load_config(source: ConfigSource, overrides: list[str] | None = None) -> Swe
         raise ConfigError([f"config file {str(path)!r} does not exist"])
     try:
         raw = read_yaml(path.read_text()) or {}
+    except DuplicateKeyError as err:
+        raise ConfigError([f"{path}: {err}"]) from None
     except yaml.YAMLError as err:
         raise ConfigError([f"{path}: not valid YAML: {err}"]) from None
     if not isinstance(raw, dict):
@@ -158,5 +184,6 @@ def load_config(source: ConfigSource, overrides: list[str] | None = None) -> Swe
     if config.base_dir is None:
         config.base_dir = str(path.resolve().parent)
     if config.name is None:
-        config.name = f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or "sweep"
+        config.name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config

@@ -7,9 +7,10 @@ and where results go. Cross-field rules name both fields and the fix.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config.errors import did_you_mean
 from orchestrator.config.sections import LoggingConfig, QualityConfig
@@ -84,6 +85,8 @@ class Grid(StrictModel):
 Dimension = Annotated[
     LogUniform | Uniform | QUniform | RandInt | Choice | Grid, Field(discriminator="type")
 ]
+
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 # --- driver-side sections ---------------------------------------------------------------------
 
@@ -160,7 +163,10 @@ class ResourcesConfig(StrictModel):
 class SweepConfig(StrictModel):
     """One sweep. `sweep validate CONFIG` checks it, and the model, data and cluster it names."""
 
-    name: str | None = Field(None, description="Experiment name. Default: config name + time.")
+    name: str | None = Field(
+        None, description="Experiment name: the experiment's folder under storage_path, so "
+        "letters, digits, `.`, `_` and `-` only. Default: config name + time."
+    )
     task: Task = Field(description="What the trials train: a causal LM or a classifier.")
     model: ModelConfig
     data: DataConfig
@@ -198,6 +204,19 @@ class SweepConfig(StrictModel):
         None, description="Folder relative data/model paths are read from. Default: the config "
         "file's folder (the current folder for dict configs)."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        if not EXPERIMENT_NAME.fullmatch(name) or name in (".", ".."):
+            raise ValueError(
+                f"{name!r} cannot be a folder name under storage_path; use letters, digits, "
+                "`.`, `_` and `-` (no `/`, no `..`, no spaces), starting with a letter or digit, "
+                "e.g. my-sweep-1"
+            )
+        return name
 
     @model_validator(mode="before")
     @classmethod

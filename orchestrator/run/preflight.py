@@ -12,7 +12,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config.errors import ConfigError
+from orchestrator.config.errors import ConfigError, did_you_mean
 from orchestrator.config.schema import Choice, Grid, SweepConfig
 from orchestrator.run.logging_callbacks import check_logging
 from trainables import modeling
@@ -79,6 +79,32 @@ def _check_hub_model(config: SweepConfig) -> list[str]:
         return [f"model.path: hub model {config.model.path!r} is not reachable ({first_line}); "
                 "check the id, your network and HF_TOKEN, or use a local folder"]
     return []
+
+
+def check_lora_targets(config: SweepConfig) -> list[str]:
+    """Every name in `lora.target_modules` (fixed or searched) must match a linear module of
+    the model; a name that matches nothing would leave those layers silently untrained."""
+    searched = config.search_space.get("lora.target_modules")
+    candidates: list[Any] = [config.lora.target_modules]
+    if isinstance(searched, Choice | Grid):
+        candidates = list(searched.values)
+    lists = [c for c in candidates if isinstance(c, list)]
+    finetune = config.search_space.get("train.finetune")
+    may_use_lora = config.train.finetune == "lora" or (
+        isinstance(finetune, Choice | Grid) and "lora" in finetune.values)
+    if not lists or not may_use_lora:
+        return []
+    names = modeling.linear_module_names(config.model, config.task, num_labels=2)
+    problems = []
+    for targets in lists:
+        for target in modeling.unmatched_targets(targets, names):
+            short = sorted({n.rsplit(".", 1)[-1] for n in names})
+            problems.append(
+                f"lora.target_modules: {target!r} matches no module of {config.model.path!r}"
+                f"{did_you_mean(target, short)}; its linear modules are named {short} "
+                "(or use all-linear)"
+            )
+    return problems
 
 
 def _workers_that_fit(node: dict[str, Any], cpus: float, gpus: float) -> int:
@@ -168,6 +194,9 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
     except Exception as err:
         raise ConfigError([f"model.path: cannot load a tokenizer from {config.model.path!r}: "
                            f"{err}"], "sweep") from None
+    problems = check_lora_targets(config)
+    if problems:
+        raise ConfigError(problems, "sweep")
     try:
         data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."))
     except DataError as err:

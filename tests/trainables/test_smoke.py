@@ -60,7 +60,8 @@ def test_causal_lm_lora_smoke(tiny_lm_dir: Path, tmp_path: Path) -> None:
 def test_causal_lm_full_finetune_smoke(tiny_lm_dir: Path, tmp_path: Path) -> None:
     plan = _plan(lm_config(tiny_lm_dir))
     reports = _run(plan, tmp_path, learning_rate=3e-3, finetune="full", max_steps=10)
-    assert reports[-1]["eval_loss"] < reports[0]["eval_loss"] + 1e-9 or len(reports) == 2
+    assert [r["step"] for r in reports] == [5, 10]
+    assert reports[-1]["eval_loss"] < reports[0]["eval_loss"]  # every weight trains: it learns
     assert (reports[-1]["checkpoint"] / "model" / "model.safetensors").exists()
 
 
