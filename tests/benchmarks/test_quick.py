@@ -27,7 +27,9 @@ def run_quick(name: str, out: Path) -> dict[str, Any]:
     assert result["quick"] is True and result["benchmark"] == name
     assert result["command"].startswith(f"python -m benchmarks.{name} --quick")
     assert result["machine"]["cpu_count"] >= 1 and result["packages"]["ray"]
-    assert result["load"]["loadavg_1m_max"] >= 0
+    load = result["load"]  # sampled at the start and the end at least
+    assert load["samples"] >= 2 and load["loadavg_1m_min"] <= load["loadavg_1m_mean"] <= load[
+        "loadavg_1m_max"]
     return result
 
 
