@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli.errors import fail
+from orchestrator.cli.errors import fail, user_errors
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config
 
@@ -24,12 +24,9 @@ def main() -> None:
 def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     """Run the sweep in CONFIG and print the best trial."""
     from orchestrator.run.launch import launch
-    from orchestrator.run.leakage import LeakageError
 
-    try:
+    with user_errors(FileExistsError):  # config, leakage, storage, a stalled sweep
         launch(config, list(overrides), address=address)
-    except (ConfigError, FileExistsError, LeakageError) as err:
-        fail(err)
 
 
 @main.command()
@@ -101,13 +98,10 @@ def results(experiment: str, all_columns: bool) -> None:
               help="Start errored trials from scratch instead of from their checkpoints.")
 def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
     """Continue the interrupted sweep in EXPERIMENT (folder or s3:// URI)."""
-    from orchestrator.run.resume import ResumeError
     from orchestrator.run.resume import resume as resume_sweep
 
-    try:
+    with user_errors():  # config, storage, unrecoverable state, a stalled sweep
         resume_sweep(experiment, address=address, restart_errored=restart_errored)
-    except (ConfigError, ResumeError) as err:
-        fail(err)
 
 
 def _register_optional_commands() -> None:

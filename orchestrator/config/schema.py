@@ -197,6 +197,12 @@ class SweepConfig(StrictModel):
         "checkpoints as the sweep runs (null keeps all). Soups need k >= their top-k."
     )
     max_retries: int = Field(2, ge=0, description="Restarts of a failed trial from its checkpoint.")
+    stall_timeout_s: float | None = Field(
+        600.0, gt=0, description="When no trial runs while unfinished trials remain for this "
+        "long, the sweep saves its state, names the stuck trials and stops with an error (resume "
+        "it with `sweep resume`). Raise it where trials wait for an autoscaler; null waits "
+        "forever."
+    )
     baseline: bool = Field(True, description="Measure the untrained model's metric once.")
     logging: LoggingConfig = LoggingConfig()
     quality: QualityConfig = QualityConfig()

@@ -22,6 +22,7 @@ from orchestrator.experiment.storage import (
     check_writable_from_every_node,
     open_storage,
 )
+from orchestrator.run import watchdog
 from orchestrator.run.leakage import (
     LeakageReport,
     check_data_leakage,
@@ -100,6 +101,7 @@ def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
     from orchestrator.run.hygiene import CheckpointJanitor
     from orchestrator.run.logging_callbacks import build_logging_callbacks
     from orchestrator.run.progress import ProgressView
+    from orchestrator.run.watchdog import StallWatchdog
     from orchestrator.search.scheduler_state import SchedulerStateCallback
 
     mode = config.resolved_mode
@@ -108,6 +110,8 @@ def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
     if config.keep_top_k_trials is not None:
         callbacks.append(CheckpointJanitor(config.metric, mode, config.keep_top_k_trials))
     callbacks += build_logging_callbacks(config.logging, experiment_name=config.name)
+    if config.stall_timeout_s is not None:
+        callbacks.append(StallWatchdog(config.stall_timeout_s))
     return callbacks
 
 
@@ -222,7 +226,9 @@ def launch(
         storage.write_text(json.dumps(baseline, indent=2), cfg.name, BASELINE_FILE)
         print(f"Untrained model: {cfg.metric}={baseline[cfg.metric]:.4f} "
               f"({time.monotonic() - started:.0f}s)", flush=True)
+    watchdog.clear()
     build_tuner(cfg, plan, storage, live=live).fit()
+    watchdog.raise_if_stalled(out)  # its state is saved: `sweep resume` continues it
     result = load_results(out)
     print(result.summary(), flush=True)
     return result

@@ -72,6 +72,7 @@ def resume(experiment: str, *, address: str | None = None,
     from ray import tune
 
     from orchestrator.experiment.storage import check_writable_from_every_node
+    from orchestrator.run import watchdog
     from orchestrator.run.launch import build_trainable, ensure_ray
     from orchestrator.run.preflight import build_plan
     from orchestrator.search.space import to_param_space
@@ -100,7 +101,9 @@ def resume(experiment: str, *, address: str | None = None,
         restart_errored=restart_errored,
         **restore_kwargs,
     )
+    watchdog.clear()
     tuner.fit()
+    watchdog.raise_if_stalled(storage.uri)
     result = load_results(storage.uri)
     print(result.summary(), flush=True)
     return result

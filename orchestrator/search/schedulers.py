@@ -35,7 +35,8 @@ def build_scheduler(config: SweepConfig, max_steps: int, tokens_per_step: float)
             time_attr=time_attr, grace_period=grace, min_samples_required=s.min_samples_required
         )
     if s.type == "pbt":
-        return schedulers.PopulationBasedTraining(
+        pbt = synchronous_pbt_class() if s.synchronous else schedulers.PopulationBasedTraining
+        return pbt(
             time_attr=time_attr,
             perturbation_interval=s.perturbation_interval or grace,
             hyperparam_mutations=dict(to_pbt_mutations(config)),  # type: ignore[arg-type]
@@ -44,3 +45,41 @@ def build_scheduler(config: SweepConfig, max_steps: int, tokens_per_step: float)
             synch=s.synchronous,
         )
     return schedulers.FIFOScheduler()
+
+
+def synchronous_pbt_class() -> type:
+    """Ray's synchronous PBT, with the sync point that a finishing trial can leave undone.
+
+    Synchronous PBT pauses each trial at a perturbation point until every live trial has
+    reached it, and only the result that completes the set starts the sync. A trial that ends
+    without such a result (its last report comes before a full interval has passed since its
+    last perturbation, e.g. after it cloned a donor) leaves the others paused past the sync
+    point with nothing running: Ray then waits forever (seen here: 3 trials PAUSED, 1
+    TERMINATED; Ray issues #23424, #12122, PR #28511). When Tune asks for a trial to run and
+    every live trial is paused at or past the sync point, this runs the due sync.
+    """
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    class SynchronousPBT(PopulationBasedTraining):
+        def choose_trial_to_run(self, tune_controller: Any) -> Any:
+            trial = super().choose_trial_to_run(tune_controller)
+            if trial is not None:
+                return trial
+            live = tune_controller.get_live_trials()
+            paused = [t for t in live if t.status == Trial.PAUSED]
+            if not paused or len(paused) != len(live):
+                return None  # something runs (its result may start the sync) or is pending
+            times = [self._trial_state[t].last_train_time for t in paused]
+            if min(times) < self._next_perturbation_sync:
+                return None
+            lower, upper = self._quantiles()
+            middle = [t for t in paused if t not in lower and t not in upper]
+            for t in upper + middle + lower:  # strong trials checkpoint before weak ones copy
+                self._trial_state[t].last_perturbation_time = max(times)
+                self._checkpoint_or_exploit(t, tune_controller, upper, lower)
+            self._next_perturbation_sync = max(
+                self._next_perturbation_sync + self._perturbation_interval, max(times))
+            return super().choose_trial_to_run(tune_controller)
+
+    return SynchronousPBT
