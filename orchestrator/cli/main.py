@@ -37,6 +37,11 @@ def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
 def validate(config: str, overrides: tuple[str, ...], address: str | None,
              no_cluster: bool) -> None:
     """Check CONFIG, its search space, model, data and resources, without training."""
+    from orchestrator.experiment.storage import (
+        StorageError,
+        check_writable_from_every_node,
+        check_writable_here,
+    )
     from orchestrator.run.preflight import build_plan
 
     try:
@@ -49,8 +54,13 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
 
             ensure_ray(address)
             nodes = ray.nodes()
+        # The storage preflight of `sweep run`: on every node, or here with --no-cluster.
+        storage_problems = (check_writable_here(cfg.storage_path) if nodes is None
+                            else check_writable_from_every_node(cfg.storage_path, nodes))
+        if storage_problems:
+            raise ConfigError(storage_problems, "sweep")
         plan = build_plan(cfg, nodes=nodes)
-    except ConfigError as err:
+    except (ConfigError, StorageError) as err:
         fail(err)
         return
     summary = ", ".join(f"{k}={v}" for k, v in plan.data.summary().items())

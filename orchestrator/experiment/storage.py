@@ -105,12 +105,43 @@ def probe(storage_path: str) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+PROBE_TIMEOUT_S = float(os.environ.get("SWEEP_STORAGE_PROBE_TIMEOUT_S", "30"))
+
+
+def probe_within(storage_path: str, timeout_s: float | None = None) -> str | None:
+    """`probe`, given up after `timeout_s`: an endpoint that never answers is an error, not a
+    hang (the S3 client retries a silent endpoint for minutes)."""
+    import concurrent.futures
+
+    timeout_s = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(probe, storage_path).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        return f"no answer within {timeout_s:.0f} s"
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _unwritable(where: str, storage_path: str, error: str) -> str:
+    return (f"storage_path: {where} cannot write to {storage_path!r} ({error}); check the path "
+            "and its permissions, or for s3:// the endpoint_override, the network and the "
+            "credentials. Every node writes its own checkpoints there: mount the folder on every "
+            "node with write access, or use object storage with credentials on every node")
+
+
+def check_writable_here(storage_path: str) -> list[str]:
+    """The storage check of `sweep validate --no-cluster`: this machine only."""
+    error = probe_within(storage_path)
+    return [] if error is None else [_unwritable("this machine", storage_path, error)]
+
+
 def check_writable_from_every_node(storage_path: str, nodes: list[dict[str, Any]]) -> list[str]:
     """Run `probe` on each alive node (pinned there) before any trial starts."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    remote_probe = ray.remote(probe)
+    remote_probe = ray.remote(probe_within)
     pending = {}
     for node in nodes:
         if not node.get("Alive", True):
@@ -121,14 +152,10 @@ def check_writable_from_every_node(storage_path: str, nodes: list[dict[str, Any]
     problems = []
     for ref, node in pending.items():
         try:
-            error = ray.get(ref, timeout=120)
+            error = ray.get(ref, timeout=PROBE_TIMEOUT_S + 60)  # + starting the task
         except Exception as err:  # the node died or the task could not run there
             error = f"{type(err).__name__}: {err}"
         if error is not None:
-            problems.append(
-                f"storage_path: node {node.get('NodeManagerAddress')} "
-                f"(id {node['NodeID'][:12]}) cannot write to {storage_path!r} ({error}); every "
-                "node writes its own checkpoints there: mount the folder on every node with "
-                "write access, or use object storage (s3://...) with credentials on every node"
-            )
+            where = f"node {node.get('NodeManagerAddress')} (id {node['NodeID'][:12]})"
+            problems.append(_unwritable(where, storage_path, error))
     return problems

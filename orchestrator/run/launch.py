@@ -20,6 +20,7 @@ from orchestrator.experiment.storage import (
     Storage,
     StorageError,
     check_writable_from_every_node,
+    check_writable_here,
     open_storage,
 )
 from orchestrator.run import watchdog
@@ -175,6 +176,9 @@ def prepare_storage(config: SweepConfig, nodes: list[dict[str, Any]]) -> Storage
         storage = open_storage(config.storage_path)
     except StorageError as err:
         raise ConfigError([str(err)], "sweep") from None
+    unreachable = check_writable_here(config.storage_path)  # bounded: never hangs on S3
+    if unreachable:
+        raise ConfigError(unreachable, "sweep")
     if storage.exists(config.name, SWEEP_CONFIG_FILE):
         raise FileExistsError(
             f"experiment {storage.uri_of(config.name)!r} already exists; choose another `name` "
