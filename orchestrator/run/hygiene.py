@@ -4,7 +4,12 @@ Tune's `CheckpointConfig(num_to_keep)` counts per trial, so a 200-trial sweep ke
 checkpoints. This callback keeps the experiment-wide top-k trials (by each trial's best value
 of the sweep metric) and deletes every checkpoint of a *finished* trial outside it: trials
 stopped by ASHA, diverged or infeasible trials, and finished trials that others have beaten.
-Running trials keep theirs (they resume from them).
+Running trials keep theirs (they resume from them), and so do errored trials: `sweep resume`
+continues them from their newest intact checkpoint, so the janitor never takes it away.
+
+A deletion that fails (storage unreachable, listing or deleting raised) is not recorded: the
+trial is tried again at the next trial's end and when the experiment ends, and the callback
+never raises into Tune.
 """
 
 from __future__ import annotations
@@ -46,9 +51,8 @@ class CheckpointJanitor(Callback):
         self.finished[trial.trial_id] = trial
         self._sweep()
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finished[trial.trial_id] = trial
-        self._sweep()
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._sweep()  # deletions that failed earlier (e.g. during a storage outage)
 
     def keepers(self) -> set[str]:
         ranked = sorted(self.best, key=lambda tid: best_first(self.best[tid], self.mode))
@@ -59,20 +63,27 @@ class CheckpointJanitor(Callback):
         for trial_id, trial in self.finished.items():
             if trial_id in keep or trial_id in self.deleted:
                 continue
-            self._delete_checkpoints(trial)
-            self.deleted.add(trial_id)
+            if delete_checkpoints(trial.storage.storage_filesystem, trial.path):
+                self.deleted.add(trial_id)
+                log.info("deleted checkpoints of %s (outside the top %d)", trial_id,
+                         self.keep_top_k)
 
-    def _delete_checkpoints(self, trial: Any) -> None:
-        from pyarrow.fs import FileSelector, FileType
 
-        fs = trial.storage.storage_filesystem
-        try:
-            infos = fs.get_file_info(FileSelector(trial.path))
-        except OSError as err:
-            log.warning("cannot list %s to clean it: %s", trial.path, err)
-            return
-        for info in infos:
-            if info.type == FileType.Directory and info.base_name.startswith("checkpoint_"):
+def delete_checkpoints(fs: Any, trial_path: str) -> bool:
+    """Delete every `checkpoint_*` folder of one trial; True only if all of them are gone."""
+    from pyarrow.fs import FileSelector, FileType
+
+    try:
+        infos = fs.get_file_info(FileSelector(trial_path))
+    except OSError as err:
+        log.warning("cannot list %s to clean it (will retry): %s", trial_path, err)
+        return False
+    done = True
+    for info in infos:
+        if info.type == FileType.Directory and info.base_name.startswith("checkpoint_"):
+            try:
                 fs.delete_dir(info.path)
-        log.info("deleted checkpoints of %s (outside the top %d)", trial.trial_id,
-                 self.keep_top_k)
+            except OSError as err:
+                log.warning("cannot delete %s (will retry): %s", info.path, err)
+                done = False
+    return done
