@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from sweep_helpers import lm_config
 
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config
 from orchestrator.run.preflight import build_plan
-from sweep_helpers import lm_config
 
 
 @pytest.mark.parametrize("field,template,fragment", [
