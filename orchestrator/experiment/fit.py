@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
-
-if TYPE_CHECKING:
-    pass
-
 
 OVERFIT_TOLERANCE = 0.05  # last eval_loss worse than the best by more than this (relative)
 

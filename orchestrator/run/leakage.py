@@ -1,8 +1,7 @@
-"""Quality checks around a sweep: data leakage before it, fit flags and forgetting after it.
-
-`check_leakage`: held-out texts also in train (exact, normalized, or near-duplicate);
-`flag_trials`: overfitting / underfitting per trial from its reports; `forgetting_check`: the
-tuned model's LM loss on general English text against the base model's.
+"""The leakage check before a sweep: held-out texts that also occur in train (exact,
+normalized, or near-duplicate), printed, saved as leakage.json, or refused
+(`quality.refuse_on_leakage`). Fit flags live in `experiment.fit`, the forgetting check in
+`post.forgetting`.
 
 >>> report = check_leakage(["the cat sat", "a dog"], {"validation": ["The cat sat!", "new"]})
 >>> report.splits[0].normalized, report.leaked
