@@ -6,8 +6,8 @@ A Sobol design fills the space evenly at any size that is a power of two, so no 
 no method's prior, is favoured. The design is a pure function of the task, so a rebuilt table
 has the same candidates.
 
-Budgets are shrunk to fit a 2-core machine in at most about 90 minutes per table; `--scale` in `build`
-multiplies steps, data and evaluation size for a GPU, where each table takes minutes.
+Budgets are shrunk to fit a 2-core machine in at most about 90 minutes per table; `--scale` in
+`build` multiplies steps, data and evaluation size for a GPU, where each table takes minutes.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class Dimension:
     def from_unit(self, u: float) -> Any:
         """Map u in [0, 1) onto the dimension (the Sobol design and its inverse, `to_unit`)."""
         if self.kind == "log":
-            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+            span = math.log(self.high) - math.log(self.low)
+            return float(math.exp(math.log(self.low) + u * span))
         if self.kind == "linear":
             return float(self.low + u * (self.high - self.low))
         return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
@@ -43,7 +44,8 @@ class Dimension:
     def to_unit(self, value: Any) -> float:
         """Normalised position in [0, 1]; log dimensions on the log scale, choices by index."""
         if self.kind == "log":
-            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+            span = math.log(self.high) - math.log(self.low)
+            return (math.log(value) - math.log(self.low)) / span
         if self.kind == "linear":
             return (value - self.low) / (self.high - self.low)
         index = self.values.index(value)
@@ -71,7 +73,8 @@ class Task:
         units = design.random(self.num_candidates)
         out = []
         for row in units:
-            point = {d.key: d.from_unit(float(u)) for d, u in zip(self.dimensions, row, strict=True)}
+            point = {d.key: d.from_unit(float(u))
+                     for d, u in zip(self.dimensions, row, strict=True)}
             if "lora.alpha_ratio" in point:  # alpha is searched as a multiple of the rank
                 point["lora.alpha"] = float(point.pop("lora.alpha_ratio") * point["lora.r"])
             out.append(point)
