@@ -42,6 +42,7 @@ from benchmarks.curves.synthetic import write_synthetic
 from benchmarks.curves.table import TABLES, Table, load_table
 
 NAME = "search_table"
+MODULE = "benchmarks.curves.compare"
 QUICK_SEEDS = 3
 TIME_SCALE = 0.002  # seconds slept per recorded wall second
 
@@ -274,7 +275,8 @@ def run_all(loaded: list[Table], names: list[str], seeds: int, args: argparse.Na
                     result = run_sweep(table, name, seed, budget_steps=budget,
                                        time_scale=time_scale, workdir=workdir,
                                        keep_rows=args.keep_rows)
-                    result["task"] = table.task
+                    result.update(task=table.task, loadavg_1m=os.getloadavg()[0],
+                                  command=common.command_line(args.argv, MODULE))
                     sweeps[table.task].append(result)
                     if args.traces:
                         append_trace(args.traces, result)
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--from-traces", nargs="*", type=Path, default=None,
                         help="summarize these trace files (of --traces) instead of running")
     args = parser.parse_args(argv)
+    args.argv = argv
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     workdir = Path(tempfile.mkdtemp(prefix="curves-compare-"))
@@ -370,9 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_all(loaded, names, seeds, args, time_scale, workdir, sweeps)
     wall = time.time() - started
     if args.from_traces:
+        present = {s["method"] for v in sweeps.values() for s in v}
+        names = [n for n in names if n in present]
         wall = sum(s["wall_s"] for v in sweeps.values() for s in v)
-        seeds = min((len({s["seed"] for s in v if s["method"] == n}) for v in sweeps.values()
-                     for n in names), default=0)
     summaries = {t.task: summarize(t, sweeps[t.task], args.budget_trials * t.max_steps)
                  for t in loaded}
     payload: dict[str, Any] = {
@@ -385,7 +388,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "sweeps": sum(len(v) for v in sweeps.values()),
         "seconds_per_sweep": stats.band([s["wall_s"] for v in sweeps.values() for s in v]),
-        "methods": {name: {"seeds": seeds} for name in names},
+        "methods": {name: {"seeds": min(len({s["seed"] for s in v if s["method"] == name})
+                                        for v in sweeps.values())} for name in names},
+        "run_commands": sorted({s.get("command", "") for v in sweeps.values() for s in v}),
+        "loadavg_1m_at_sweep_end": stats.band([s.get("loadavg_1m", math.nan)
+                                               for v in sweeps.values() for s in v]),
         "per_task": {},
         "targets": {},
         "plots": {},
@@ -402,8 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         payload["traces"] = {task: [{"method": s["method"], "seed": s["seed"],
                                      "events": [e.__dict__ for e in s["events"]]}
                                     for s in v] for task, v in sweeps.items()}
-    common.write_result(out, name=NAME, command=common.command_line(argv, "benchmarks.curves"
-                                                                          ".compare"),
+    common.write_result(out, name=NAME, command=common.command_line(argv, MODULE),
                         quick=args.quick, load=load, payload=stats.finite_or_none(payload))
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"{payload['sweeps']} sweeps in {wall:.0f} s", file=sys.stderr)
