@@ -9,17 +9,26 @@ Design decisions (why none of them favours a method):
 - **The search space is the table's own dimensions, continuous** (`search_space`): log
   dimensions as `tune.loguniform`, linear ones as `tune.uniform` over the table's range,
   choices as `tune.choice`. A sampled configuration is mapped to the **nearest candidate**
-  (`nearest_candidate`): Euclidean distance on `Dimension.to_unit` coordinates (so log
-  dimensions are compared on the log scale, every dimension normalised to [0, 1]) plus a
-  large penalty (`MISMATCH`) per categorical dimension that differs, so a categorical value
-  is matched exactly whenever some candidate has it. LoRA's dimensions (`lora.*`) are
-  inactive for a full fine-tuning sample and candidate (`train.finetune == "full"`: training
-  ignores them) and are left out of the distance there. Every method sees the same
-  piecewise-constant function on the same continuous space (the candidates' Voronoi cells;
-  the Sobol design makes them about equal in volume, so uniform sampling hits every candidate
-  about equally often); none is handed the candidate list, and none can tell where the cells
-  are other than by sampling. The alternative, a `tune.choice` over candidate ids, would
-  turn TPE into a categorical bandit and make its model meaningless.
+  (`CandidateIndex.nearest`) in the unit cube the Sobol design was drawn in: Euclidean
+  distance on `Dimension.to_unit` coordinates (log dimensions on the log scale, every
+  dimension normalised to [0, 1], a choice among numbers such as `lora.r` or
+  `lora.alpha_ratio` at its index position, as the design placed it), plus a large penalty
+  (`MISMATCH`, more than any unit distance) per differing value of a categorical choice
+  (`train.finetune`: LoRA or full), which so always matches exactly. LoRA's dimensions
+  (`lora.*`) are inactive for a full fine-tuning sample and candidate (training ignores
+  them) and are left out of the distance there.
+  Why numeric choices are not matched exactly too: 64 candidates hold about 32 LoRA ones
+  over 4 ranks x 3 alpha ratios, about 2.7 per (rank, ratio) pair; matching those exactly
+  would leave 2-3 learning rates per pair, so the learning rate a searcher asked for (the
+  hyperparameter that matters most) would mostly be ignored in favour of the two that
+  matter least. In the design's own metric the nearest of 32 points in 5 dimensions is
+  close in every coordinate.
+  Why it favours no method: every method sees the same piecewise-constant function on the
+  same continuous space (the candidates' Voronoi cells; the Sobol design makes them about
+  equal in volume, so uniform sampling hits every candidate about equally often); none is
+  handed the candidate list, and none can tell where the cells are other than by sampling.
+  The alternative, a `tune.choice` over candidate ids, would turn TPE into a categorical
+  bandit with no notion of neighbouring configurations.
 - **`lora.alpha_ratio`**: the table's dimension is the ratio, its candidates store
   `lora.alpha = alpha_ratio * r`; the ratio is recovered as `alpha / r` (`candidate_point`).
 - **The training seed** of a trial is drawn deterministically from a hash of (search seed,
@@ -116,14 +125,31 @@ def _inactive(point: Mapping[str, Any], key: str) -> bool:
     return point.get("train.finetune") == "full" and key.startswith(INACTIVE_WHEN_FULL)
 
 
+def ordinal(d: Dimension) -> bool:
+    """A choice among numbers (a LoRA rank, an alpha ratio): ordered, placed by `to_unit`."""
+    return d.kind == "choice" and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in d.values)
+
+
+def _choice_unit(d: Dimension, value: Any) -> float:
+    if value in d.values:
+        return d.to_unit(value)
+    nearest = min(d.values, key=lambda v: abs(float(v) - float(value)))
+    return d.to_unit(nearest)
+
+
 def distance(sample: Mapping[str, Any], point: Mapping[str, Any],
              dimensions: tuple[Dimension, ...]) -> float:
-    """Euclidean distance on unit coordinates + MISMATCH per differing categorical value."""
+    """Euclidean distance on the design's unit coordinates (`Dimension.to_unit`: log scale for
+    log dimensions, index position for a choice among numbers) + MISMATCH per differing value
+    of a categorical (non-numeric) choice."""
     squares, mismatches = 0.0, 0
     for d in dimensions:
         if _inactive(sample, d.key) and _inactive(point, d.key):
             continue
-        if d.kind == "choice":
+        if ordinal(d):
+            squares += (_choice_unit(d, sample[d.key]) - _choice_unit(d, point[d.key])) ** 2
+        elif d.kind == "choice":
             mismatches += sample[d.key] != point[d.key]
         else:
             u = min(max(d.to_unit(float(sample[d.key])), 0.0), 1.0)

@@ -74,8 +74,20 @@ def test_nearest_matches_categorical_values_before_distance() -> None:
     index = CandidateIndex([cand(1e-4, "lora"), cand(3e-3, "full"), cand(1e-4, r=32)], DIMS)
     # same learning rate as candidate 0, but full fine-tuning: only candidate 1 is full
     assert index.nearest(flatten(sample(1e-4, "full"))) == 1
+    assert index.nearest(flatten(sample(3e-3, "lora", r=32))) == 2  # far in lr, still LoRA
     assert index.nearest(flatten(sample(1e-4, r=32))) == 2
-    assert index.nearest(flatten(sample(1e-4, r=8, ratio=4))) == 0  # fewest mismatches
+
+
+def test_numeric_choices_are_placed_like_the_design() -> None:
+    # a rank is ordered: 16 is nearer 32 than 4 (index positions 0.625, 0.875, 0.125)
+    index = CandidateIndex([cand(1e-4, r=4), cand(1e-4, r=32)], DIMS)
+    assert index.nearest(flatten(sample(1e-4, r=16))) == 1
+    assert index.nearest(flatten(sample(1e-4, r=8))) == 0
+    # and it trades off with the other coordinates: one rank step (0.25) is nearer than a
+    # tenfold learning rate (log10(10) / log10(300) = 0.40)
+    index = CandidateIndex([cand(1e-4, r=8), cand(1e-3, r=16)], DIMS)
+    assert index.nearest(flatten(sample(1e-3, r=8))) == 1
+    assert index.nearest(flatten(sample(1e-4, r=16))) == 0
 
 
 def test_nearest_recovers_alpha_ratio_to_match_it() -> None:
