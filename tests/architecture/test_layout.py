@@ -120,3 +120,26 @@ def test_config_and_cli_import_no_heavy_library(statement: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# The phases top to bottom: a package imports only its own layer and the layers below it. The
+# `sweep` command is one layer, wherever its commands live (cluster/cli.py is Ray Jobs').
+LAYERS = [("orchestrator.cli", "cluster.cli"), ("cluster",), ("orchestrator.post",),
+          ("orchestrator.run",), ("orchestrator.search",), ("orchestrator.experiment",),
+          ("orchestrator.config",), ("trainables",)]
+
+
+def layer_of(module: str) -> int | None:
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None  # orchestrator/__init__: the lazy public API, above every layer
+
+
+def test_every_import_points_down_the_layers() -> None:
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items() for target in targets
+        if (a := layer_of(module)) is not None and (b := layer_of(target)) is not None and b < a
+    )
+    assert upward == []
