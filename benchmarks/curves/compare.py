@@ -266,12 +266,17 @@ def print_summary(task: str, task_summary: dict[str, Any]) -> None:
 
 def run_all(loaded: list[Table], names: list[str], seeds: int, args: argparse.Namespace,
             time_scale: float, workdir: Path, sweeps: dict[str, list[dict[str, Any]]]) -> None:
+    done: set[tuple[str, str, int]] = set()
+    if args.skip_done and args.traces and args.traces.exists():
+        done = {(r["task"], r["method"], r["seed"]) for r in read_traces(args.traces)}
     own_ray = start_ray(args.num_cpus)
     try:
         for table in loaded:
             budget = args.budget_trials * table.max_steps
             for seed in range(args.seed_start, seeds):
                 for name in order_for(seed, names):
+                    if (table.task, name, seed) in done:
+                        continue
                     result = run_sweep(table, name, seed, budget_steps=budget,
                                        time_scale=time_scale, workdir=workdir,
                                        keep_rows=args.keep_rows)
@@ -337,6 +342,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="append each sweep's trace to this JSON-lines file as it ends")
     parser.add_argument("--from-traces", nargs="*", type=Path, default=None,
                         help="summarize these trace files (of --traces) instead of running")
+    parser.add_argument("--skip-done", action="store_true",
+                        help="skip the sweeps already in the --traces file (resume a run)")
     args = parser.parse_args(argv)
     args.argv = argv
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
