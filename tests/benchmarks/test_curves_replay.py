@@ -310,9 +310,14 @@ def test_compare_quick_on_a_synthetic_table(tmp_path: Path) -> None:
 
     figures = result["methods"]
     default = figures["hyperopt_asha"]["synthetic"]
-    # TPE + ASHA finds the best candidate by construction in every seed
-    assert default["selected_candidates"] == [best, best]
-    assert default["selected_best_candidate_rate"] == 1.0
+    # Which candidate TPE + ASHA ends on depends on the order in which its 4 concurrent trials
+    # finish (seen: [best, best] and [best, 3]), so CI asserts what is deterministic: each
+    # seed selects the candidate of its best report, and the rate counts the known best.
+    tops = [max((e for e in t["events"] if e["cum_steps"] <= 768),
+                key=lambda e: e["value"])["candidate"]
+            for t in traces if t["method"] == "hyperopt_asha"]
+    assert sorted(default["selected_candidates"]) == sorted(tops)
+    assert default["selected_best_candidate_rate"] == tops.count(best) / len(tops)
     if "dehb" in figures:
         dehb_steps = {i for t in traces if t["method"] == "dehb"
                       for i in (max(e["row"]["step"] for e in t["events"] if e["trial"] == tr)
