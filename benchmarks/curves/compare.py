@@ -106,13 +106,19 @@ def quiet_tune() -> None:
 
 
 def run_sweep(table: Table, method: str, seed: int, *, budget_steps: int, time_scale: float,
-              workdir: Path, keep_rows: bool = False) -> dict[str, Any]:
-    """One method's sweep with one search seed; its trace and what it cost."""
+              workdir: Path, keep_rows: bool = False,
+              concurrency: int = M.CONCURRENCY) -> dict[str, Any]:
+    """One method's sweep with one search seed; its trace and what it cost.
+
+    `concurrency` 1 runs one trial at a time: the searcher's and the scheduler's decisions then
+    do not depend on which of several concurrent trials reports first, so a seed's sweep is
+    the same on every run (the tests use it)."""
     from ray import tune
 
     quiet_tune()
     folder = Path(tempfile.mkdtemp(prefix=f"{method}-{seed}-", dir=workdir))
-    setting = M.Setting(table=table, seed=seed, budget_steps=budget_steps, workdir=folder)
+    setting = M.Setting(table=table, seed=seed, budget_steps=budget_steps, workdir=folder,
+                        concurrency=concurrency)
     sweep = M.METHODS[method](setting)
     trainable = tune.with_resources(
         tune.with_parameters(replay, table=table, search_seed=seed, time_scale=time_scale,
