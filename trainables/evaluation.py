@@ -11,6 +11,7 @@ import torch
 
 from trainables.config import Task
 from trainables.data import IGNORE_INDEX
+from trainables.metrics import classification_metrics, metric_label_keys
 
 
 def collate(examples: Sequence[dict[str, Any]], pad_id: int, task: Task) -> dict[str, torch.Tensor]:
@@ -64,11 +65,19 @@ def evaluate(
     device: torch.device,
     num_labels: int | None = None,
     autocast: Any = None,
+    label_names: Sequence[str] | None = None,
+    positive_label_id: int | None = None,
 ) -> dict[str, float]:
-    """Metrics on a held-out split, keyed as the trainables report them (`eval_*`)."""
+    """Metrics on a held-out split, keyed as the trainables report them (`eval_*`).
+
+    Classification: `label_names` (in id order, default the ids) name the per-class metrics;
+    `positive_label_id` adds that class's F1 as `eval_binary_f1` (see `trainables.metrics`).
+    """
     was_training = model.training
     model.eval()
-    loss_sum, n_items, correct = 0.0, 0, 0
+    example_losses: list[float] = []  # summed over each example's loss items
+    example_items: list[int] = []  # loss items per example: completion tokens, or 1 label
+    correct = 0
     preds: list[int] = []
     labels: list[int] = []
     for batch in batches(examples, batch_size, pad_id, task):
@@ -81,36 +90,58 @@ def evaluate(
             # Sum of per-token losses, so the mean is over all completion tokens of the split.
             shift_logits, shift_labels = logits[:, :-1], batch["labels"][:, 1:]
             valid = shift_labels != IGNORE_INDEX
-            loss_sum += float(
-                torch.nn.functional.cross_entropy(
-                    shift_logits.reshape(-1, shift_logits.size(-1)),
-                    shift_labels.reshape(-1),
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-            )
-            n_items += int(valid.sum())
+            token_losses = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)),
+                shift_labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
+            ).view(shift_labels.shape)
+            example_losses.extend(token_losses.sum(-1).tolist())
+            example_items.extend(valid.sum(-1).tolist())
             correct += int(((shift_logits.argmax(-1) == shift_labels) & valid).sum())
         else:
-            loss_sum += float(
-                torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
-            )
-            n_items += len(batch["labels"])
+            example_losses.extend(torch.nn.functional.cross_entropy(
+                logits, batch["labels"], reduction="none").tolist())
+            example_items.extend([1] * len(batch["labels"]))
             preds.extend(logits.argmax(-1).tolist())
             labels.extend(batch["labels"].tolist())
     if was_training:
         model.train()
-    loss = loss_sum / max(n_items, 1)
+    n_items = sum(example_items)
+    loss = sum(example_losses) / max(n_items, 1)
+    noise = {"eval_loss_se": loss_standard_error(example_losses, example_items),
+             "eval_examples": len(examples)}
     if task == "causal_lm":
         return {
             "eval_loss": loss,
             "eval_perplexity": math.exp(min(loss, 50.0)),
             "eval_token_accuracy": correct / max(n_items, 1),
+            **noise,
         }
     assert num_labels is not None
+    names = list(label_names) if label_names is not None else [str(i) for i in range(num_labels)]
     return {
         "eval_loss": loss,
-        "eval_accuracy": sum(p == y for p, y in zip(preds, labels, strict=True)) / len(labels),
-        "eval_f1": macro_f1(preds, labels, num_labels),
+        **classification_metrics(preds, labels, metric_label_keys(names), positive_label_id),
+        **noise,
     }
+
+
+def loss_standard_error(example_losses: Sequence[float], example_items: Sequence[int]) -> float:
+    """Standard error of the mean loss over items (tokens or labels), clustered by example.
+
+    The mean is a ratio, sum(L_i) / sum(n_i), over examples i with summed loss L_i on n_i items;
+    its delta-method standard error treats examples, not tokens, as the independent draws
+    (a completion's tokens are not independent of each other):
+    sqrt(m / (m - 1) * sum((L_i - mean * n_i)^2)) / sum(n_i), for m examples. It says how much
+    eval_loss would move on another validation set of the same size, which is the noise the
+    fit flags allow for. NaN with fewer than 2 examples.
+    """
+    m, n_items = len(example_losses), sum(example_items)
+    if m < 2 or n_items == 0:
+        return math.nan
+    mean = sum(example_losses) / n_items
+    spread = sum((loss - mean * n) ** 2 for loss, n in zip(example_losses, example_items,
+                                                           strict=True))
+    return math.sqrt(m / (m - 1) * spread) / n_items
 

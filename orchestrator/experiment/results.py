@@ -176,7 +176,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         & ~trials["diverged"]
         & ~trials["infeasible"]
     )
-    trials = add_fit_flags(trials, analysis.trial_dataframes)  # overfitting/underfitting flags
+    trials = add_fit_flags(trials, analysis.trial_dataframes, metric=metric, mode=mode)
     checkpoint = analysis.get_best_checkpoint(best_trial, metric=metric, mode=mode)
     baseline = (json.loads(experiment.read_text(BASELINE_FILE))
                 if experiment.exists(BASELINE_FILE) else {})

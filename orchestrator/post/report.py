@@ -22,7 +22,14 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config.schema import LogUniform
-from orchestrator.experiment.fit import OVERFIT_TOLERANCE, UNDERFIT_IMPROVEMENT, add_fit_flags
+from orchestrator.experiment.fit import (
+    LOSS_MIN_CHANGE,
+    NOISE_Z,
+    OVERFIT_TOLERANCE,
+    RATE_MIN_CHANGE,
+    UNDERFIT_IMPROVEMENT,
+    add_fit_flags,
+)
 from orchestrator.experiment.layout import FORGETTING_FILE, LEAKAGE_FILE
 from orchestrator.experiment.results import SweepResult, load_results
 from orchestrator.experiment.storage import open_storage
@@ -130,11 +137,14 @@ def _compute_section(compute: ComputeSummary, trials: pd.DataFrame) -> str:
 def _quality_section(trials: pd.DataFrame, leakage: dict | None,
                      forgetting: dict | None) -> str:
     flagged = trials[trials["overfitting"] | trials["underfitting"]]
-    parts = ['<p class="note">Overfitting: the best eval_loss came before the last evaluation, '
-             f"the last is more than {OVERFIT_TOLERANCE:.0%} worse, and train_loss kept falling. "
-             "Underfitting: a trial that ran its whole budget whose eval_loss was still falling "
-             f"(by more than {UNDERFIT_IMPROVEMENT:.0%} over the last third of its "
-             "evaluations).</p>"]
+    parts = ['<p class="note">Overfitting: the best value of the sweep metric came before the '
+             "last evaluation, the last is worse than it by more than the noise floor, and "
+             "train_loss kept falling. Underfitting: a trial that ran its whole budget whose "
+             "metric was still improving, by more than the noise floor over the last third of "
+             f"its evaluations. The noise floor is the largest of {OVERFIT_TOLERANCE:.0%} "
+             f"({UNDERFIT_IMPROVEMENT:.0%} for underfitting) of the value, {LOSS_MIN_CHANGE} "
+             f"nats of loss or {RATE_MIN_CHANGE} of accuracy/F1, and {NOISE_Z:g} standard errors "
+             "of the difference of two evaluations.</p>"]
     if flagged.empty:
         parts.append("<p>No trial is flagged as overfitting or underfitting.</p>")
     else:
@@ -174,7 +184,7 @@ def build_report(result: SweepResult, histories: dict[str, pd.DataFrame], *,
     """The report as one HTML string."""
     trials = result.trials
     if "overfitting" not in trials:  # load_results adds them once integrated
-        trials = add_fit_flags(trials, histories)
+        trials = add_fit_flags(trials, histories, metric=result.metric, mode=result.mode)
     metric_column = f"best_{result.metric}"
     params, log_params = searched_params(result)
     compute = compute_summary(trials)

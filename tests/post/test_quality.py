@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import statistics
 import string
 import time
 from collections import Counter
@@ -19,7 +20,12 @@ from sweep_helpers import ROOT, SHARED_DATA, lm_config
 
 from orchestrator.config.loading import load_config
 from orchestrator.config.sections import QualityConfig
-from orchestrator.experiment.fit import add_fit_flags, fit_flags, flag_trials
+from orchestrator.experiment.fit import (
+    add_fit_flags,
+    fit_flags,
+    flag_trials,
+    metric_standard_error,
+)
 from orchestrator.post.forgetting import forgetting_check, general_texts
 from orchestrator.run.leakage import (
     LeakageError,
@@ -29,6 +35,7 @@ from orchestrator.run.leakage import (
     format_leakage_warning,
     normalize_text,
 )
+from trainables.evaluation import loss_standard_error
 
 TWEETEVAL = SHARED_DATA / "tweeteval-emotion"
 WORDS = ["".join(random.Random(i).choices(string.ascii_lowercase, k=3 + i % 6)) for i in range(600)]
@@ -206,7 +213,7 @@ def _history(eval_loss: list[float], train_loss: list[float] | None = None,
 def test_overfitting_flag() -> None:
     flags = fit_flags(_history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 0.9, 0.6]))
     assert flags["overfitting"] and not flags["underfitting"]
-    assert "best 1.2 at step 30, last 1.45 at step 50 (+21%)" in flags["fit_note"]
+    assert "best 1.2 at step 30, last 1.45 at step 50 (+21%, beyond" in flags["fit_note"]
     # Within the tolerance (last only 4% above the best): not flagged.
     assert not fit_flags(_history([2.0, 1.5, 1.2, 1.25, 1.248]))["overfitting"]
     # Validation worse at the end, but train loss rose too: not overfitting (unstable training).
@@ -218,13 +225,82 @@ def test_underfitting_flag() -> None:
     still_falling = _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0])
     flags = fit_flags(still_falling)
     assert flags["underfitting"] and not flags["overfitting"]
-    assert "1.4 at step 40 -> 1 at step 60 (-29%)" in flags["fit_note"]
+    assert "1.4 at step 40 -> 1 at step 60 (-29%, beyond" in flags["fit_note"]
     converged = _history([2.0, 1.2, 1.05, 1.02, 1.01, 1.0])  # -2% over the last third
     assert not fit_flags(converged)["underfitting"]
     # Stopped early by the scheduler (budget 100, ran 60): never flagged as underfitting.
     assert not fit_flags(_history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0], total=100))["underfitting"]
     # Improving but the last is not the best: not flagged.
     assert not fit_flags(_history([2.0, 1.5, 1.0, 1.2, 1.1]))["underfitting"]
+
+
+def test_changes_of_a_loss_near_zero_are_noise() -> None:
+    # Seen on the quickstart: 0.0013 -> 0.0012 is -8%, but 0.0001 nats is no reason to train on.
+    near_zero = _history([2.3, 0.01, 0.002, 0.0015, 0.0013, 0.0012])
+    assert fit_flags(near_zero) == {"overfitting": False, "underfitting": False, "fit_note": ""}
+    # Its mirror image: validation up 0.0013 -> 0.0016 (+23%) while train loss falls.
+    rising = _history([2.3, 0.01, 0.0013, 0.0015, 0.0016], [2.0, 0.5, 0.3, 0.1, 0.01])
+    assert not fit_flags(rising)["overfitting"]
+    # The floor is 0.01 nats: the same shape a little above it still flags.
+    assert fit_flags(_history([2.3, 0.1, 0.06, 0.045, 0.03]))["underfitting"]
+
+
+def test_a_slow_real_improvement_at_a_high_loss_flags() -> None:
+    # Still 0.24 nats down over the last third, at a loss of ~2.6: more steps would help.
+    slow = _history([3.2, 3.0, 2.85, 2.72, 2.6, 2.48])
+    flags = fit_flags(slow)
+    assert flags["underfitting"] and "2.72 at step 40 -> 2.48 at step 60" in flags["fit_note"]
+    # With the trainable's standard error of each evaluation (20 noisy examples), the same
+    # drop is within 2 standard errors of the difference: not flagged.
+    noisy = slow.assign(eval_loss_se=0.1)
+    assert not fit_flags(noisy)["underfitting"]
+    assert fit_flags(slow.assign(eval_loss_se=0.02))["underfitting"]  # 0.24 > 2 x 0.028
+
+
+def test_a_real_overfit_flags_and_train_noise_does_not() -> None:
+    overfit = _history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 0.9, 0.6])
+    assert fit_flags(overfit.assign(eval_loss_se=0.03))["overfitting"]  # +0.25 > 2 x 0.042
+    assert not fit_flags(overfit.assign(eval_loss_se=0.1))["overfitting"]
+    # Validation up 0.25 nats, but train loss only 0.005 lower: no sign training went on.
+    flat_train = _history([2.0, 1.5, 1.2, 1.3, 1.45], [2.1, 1.6, 1.2, 1.198, 1.195])
+    assert not fit_flags(flat_train)["overfitting"]
+
+
+def test_f1_flags_allow_for_the_evaluation_set_size() -> None:
+    f1 = _history([0.30, 0.50, 0.58, 0.62, 0.66, 0.70]).rename(columns={"eval_loss": "eval_f1"})
+    # +0.08 over the last third: beyond 2 binomial standard errors of 2000 examples (0.029) ...
+    assert fit_flags(f1.assign(eval_examples=2000), metric="eval_f1", mode="max")["underfitting"]
+    # ... but not of 100 examples (0.13): a 100-example validation set cannot tell.
+    assert not fit_flags(f1.assign(eval_examples=100), metric="eval_f1",
+                         mode="max")["underfitting"]
+    # Mode max: F1 falling from its best while train loss falls is overfitting.
+    dropped = _history([0.30, 0.60, 0.70, 0.62, 0.55], [2.0, 1.5, 1.0, 0.6, 0.3]).rename(
+        columns={"eval_loss": "eval_f1"}).assign(eval_examples=1000)
+    flags = fit_flags(dropped, metric="eval_f1", mode="max")
+    assert flags["overfitting"] and "eval_f1 best 0.7 at step 30" in flags["fit_note"]
+    assert not fit_flags(dropped.assign(eval_examples=50), metric="eval_f1",
+                         mode="max")["overfitting"]
+
+
+def test_metric_standard_errors() -> None:
+    report = {"eval_loss": 1.0, "eval_loss_se": 0.05, "eval_perplexity": math.e,
+              "eval_f1": 0.5, "eval_token_accuracy": 0.9, "eval_examples": 100}
+    assert metric_standard_error("eval_loss", report) == 0.05
+    assert metric_standard_error("eval_perplexity", report) == pytest.approx(0.05 * math.e)
+    assert metric_standard_error("eval_f1", report) == pytest.approx(0.05)
+    assert metric_standard_error("eval_token_accuracy", report) == pytest.approx(0.03)
+    assert metric_standard_error("eval_f1", {"eval_f1": 0.5}) == 0.0  # size unknown
+    assert metric_standard_error("eval_loss", {"eval_loss_se": math.nan}) == 0.0
+
+
+def test_loss_standard_error_clusters_tokens_by_example() -> None:
+    # Two examples of 1 and 3 tokens, summed losses 1 and 3: every token's loss is 1, no spread.
+    assert loss_standard_error([1.0, 3.0], [1, 3]) == 0.0
+    # One label per example: the ordinary standard error of the mean.
+    losses = [0.5, 1.5, 1.0, 2.0]
+    assert loss_standard_error(losses, [1] * 4) == pytest.approx(
+        statistics.stdev(losses) / math.sqrt(4))
+    assert math.isnan(loss_standard_error([1.0], [1]))
 
 
 def test_flags_need_enough_clean_evaluations() -> None:

@@ -46,6 +46,9 @@ def test_causal_lm_lora_smoke(tiny_lm_dir: Path, tmp_path: Path) -> None:
         assert {"eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss",
                 "tokens_seen", "tokens_per_s"} <= r.keys()
         assert math.isclose(r["eval_perplexity"], math.exp(r["eval_loss"]), rel_tol=1e-6)
+        # How noisy each evaluation is, for the fit flags: examples scored, loss's std. error.
+        assert r["eval_examples"] == len(plan.data.validation)
+        assert 0 < r["eval_loss_se"] < r["eval_loss"]
     assert reports[-1]["eval_loss"] < reports[0]["eval_loss"]  # it learns
     assert reports[-1]["tokens_seen"] > reports[0]["tokens_seen"] > 0
     ckpt = reports[-1]["checkpoint"]
@@ -83,6 +86,7 @@ def test_sequence_classification_smoke(
     last = reports[-1]
     assert {"eval_loss", "eval_accuracy", "eval_f1"} <= last.keys()
     assert 0.0 <= last["eval_f1"] <= 1.0
+    assert last["eval_examples"] == len(plan.data.validation) and last["eval_loss_se"] > 0
     assert last["eval_accuracy"] > 1 / 3  # better than chance on a learnable toy task
     spec = json.loads((last["checkpoint"] / SPEC_FILE).read_text())
     assert spec["num_labels"] == 3
