@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from orchestrator.cli.errors import fail
+from orchestrator.cli.errors import user_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
@@ -38,9 +38,6 @@ def _when(ms: int | None) -> str:
 def register(group: click.Group) -> None:
     """Add the cluster commands to the `sweep` group."""
     from cluster import jobs
-    from orchestrator.config.errors import ConfigError
-
-    errors = (jobs.ClusterError, ConfigError, FileExistsError, RuntimeError)
 
     @group.command()
     @click.argument("config", type=click.Path(exists=True, dir_okay=False))
@@ -48,12 +45,9 @@ def register(group: click.Group) -> None:
     @_address_option
     def submit(config: str, overrides: tuple[str, ...], address: str) -> None:
         """Run the sweep in CONFIG as a Ray Job on the cluster; print the job id."""
-        try:
+        with user_errors():  # config, an existing experiment, the cluster refusing
             job_id = jobs.submit(config, address, list(overrides))
             experiment = jobs.job_info(job_id, address).metadata.get("experiment")
-        except errors as err:
-            fail(err)
-            return
         click.echo(job_id)
         click.echo(f"Experiment: {experiment}\nFollow: sweep logs {job_id} --follow\n"
                    f"Stop (resumable): sweep stop {job_id}", err=True)
@@ -63,11 +57,8 @@ def register(group: click.Group) -> None:
     @_address_option
     def status(job_id: str, address: str) -> None:
         """Show a job's status, its experiment folder and, if it failed, why."""
-        try:
+        with user_errors():
             info = jobs.job_info(job_id, address)
-        except errors as err:
-            fail(err)
-            return
         click.echo(f"{job_id}: {info.status.value}")
         click.echo(f"  experiment: {(info.metadata or {}).get('experiment', '-')}")
         click.echo(f"  started: {_when(info.start_time)}  ended: {_when(info.end_time)}")
@@ -81,10 +72,9 @@ def register(group: click.Group) -> None:
     def logs(job_id: str, address: str, follow: bool) -> None:
         """Print what a job's driver printed (progress lines, the final summary)."""
         try:
-            for chunk in jobs.logs(job_id, address, follow=follow):
-                click.echo(chunk, nl=False)
-        except errors as err:
-            fail(err)
+            with user_errors():
+                for chunk in jobs.logs(job_id, address, follow=follow):
+                    click.echo(chunk, nl=False)
         except KeyboardInterrupt:  # stop following; the job goes on
             sys.exit(130)
 
@@ -94,22 +84,16 @@ def register(group: click.Group) -> None:
     @click.option("--no-wait", is_flag=True, help="Return once the stop is requested.")
     def stop(job_id: str, address: str, no_wait: bool) -> None:
         """Stop a job; Tune saves the experiment state first, so the sweep can be resumed."""
-        try:
+        with user_errors():
             final = jobs.stop(job_id, address, wait=not no_wait)
-        except errors as err:
-            fail(err)
-            return
         click.echo(f"{job_id}: {final}")
 
     @group.command("list")
     @_address_option
     def list_command(address: str) -> None:
         """List the cluster's jobs, oldest first."""
-        try:
+        with user_errors():
             found = jobs.list_jobs(address)
-        except errors as err:
-            fail(err)
-            return
         for info in found:
             experiment = (info.metadata or {}).get("experiment", info.entrypoint)
             click.echo(f"{info.submission_id or info.job_id}  {info.status.value:<9}  "

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
               ".gitignore or orchestrator.jobs.PACKAGE_EXCLUDES? Move it or submit a copy "
               "from outside the project", file=sys.stderr)
         return 2
-    from orchestrator.config.errors import ConfigError
+    from orchestrator.config.errors import UserError
     from orchestrator.run.launch import ensure_ray, launch
 
     allow_sigint()
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopped before Tune could save a snapshot (a stop before the sweep started, or "
               "a second stop while it saved).", flush=True)
         return 130
-    except (ConfigError, FileExistsError) as err:
+    except UserError as err:  # config, leakage, an existing experiment, a stalled sweep
         print(f"error: {err}", file=sys.stderr)
         return 2
     # A stopped sweep returns here too: Tune has printed where it saved the state to resume from.

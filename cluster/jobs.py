@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config.errors import ConfigError, UserError
+from cluster.errors import ClusterError
+from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config, read_yaml
+from orchestrator.experiment.errors import ExperimentExistsError
 from orchestrator.experiment.layout import SWEEP_CONFIG_FILE
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,6 @@ PACKAGE_EXCLUDES = [".git", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff
 SUBMITTED_DIR = "_submitted"
 STOP_WAIT_S = 60  # SIGINT -> SIGKILL: time for Tune to stop trials and write its snapshot
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-class ClusterError(UserError, RuntimeError):
-    """The cluster cannot be reached or refused the request; the message says what to do."""
 
 
 @dataclass
@@ -94,6 +92,13 @@ def _errors(address: str) -> Iterator[None]:
             f"cannot reach the Ray Jobs API at {address} ({err}); is the cluster up? Use the "
             "dashboard address, e.g. --address http://HEAD:8265, not the GCS port"
         ) from None
+    except RuntimeError as err:  # how Ray's Jobs client reports a refused request
+        if isinstance(err, ClusterError):
+            raise
+        raise ClusterError(
+            f"the Ray Jobs API at {address} refused the request: {err} (a job id that does not "
+            "exist? `sweep list` shows the cluster's jobs)"
+        ) from err
 
 
 def _client(address: str) -> Any:
@@ -157,7 +162,7 @@ def submit(config: str | Path, address: str, overrides: list[str] | None = None)
     storage = open_storage(cfg.storage_path)
     experiment = storage.uri_of(cfg.name)
     if storage.exists(cfg.name, SWEEP_CONFIG_FILE):  # as seen from here
-        raise FileExistsError(f"experiment {experiment!r} already exists; choose another "
+        raise ExperimentExistsError(f"experiment {experiment!r} already exists; choose another "
                               "`name` (or --set name=...)")
     raw = read_yaml(path.read_text()) or {}
     pinned = "base_dir" in raw or any(o.partition("=")[0].strip() == "base_dir" for o in overrides)

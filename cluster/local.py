@@ -37,6 +37,8 @@ from typing import Any
 import click
 import psutil  # a Ray dependency
 
+from cluster.errors import LocalClusterError
+
 DEFAULT_STATE_DIR = Path("~/.cache/sweep-orchestrator/local-cluster").expanduser()
 STATE_FILE, HOLDER_FILE, LOG_FILE = "cluster.json", "holder.json", "holder.log"
 TOKEN_FILE = "auth_token"
@@ -106,8 +108,9 @@ def start(state_dir: Path | str | None = None, workers: int = 1, cpus_per_node: 
     state.mkdir(parents=True, exist_ok=True)
     pid, _ = _holder(state)
     if pid is not None and _running(pid, holder=True):
-        raise RuntimeError(f"a local cluster already runs from {state} (holder pid {pid}); "
-                           f"stop it first: python -m cluster.local down --state-dir {state}")
+        raise LocalClusterError(
+            f"a local cluster already runs from {state} (holder pid {pid}); stop it first: "
+            f"python -m cluster.local down --state-dir {state}")
     for name in (STATE_FILE, HOLDER_FILE):
         (state / name).unlink(missing_ok=True)
     token_path = state / TOKEN_FILE
@@ -139,8 +142,9 @@ def start(state_dir: Path | str | None = None, workers: int = 1, cpus_per_node: 
         time.sleep(0.5)
     tail = (state / LOG_FILE).read_text()[-3000:]
     stop(state, keep_logs=True)
-    raise RuntimeError(f"local cluster did not come up within {timeout_s:.0f}s (Ray's logs: "
-                       f"{ray_root}); holder log ({state / LOG_FILE}) ends with:\n{tail}")
+    raise LocalClusterError(
+        f"local cluster did not come up within {timeout_s:.0f}s (Ray's logs: {ray_root}); "
+        f"holder log ({state / LOG_FILE}) ends with:\n{tail}")
 
 
 def _running(proc: Any, holder: bool = False) -> bool:
@@ -283,7 +287,7 @@ def up(workers: int, cpus_per_node: float, state_dir: str | None) -> None:
     """Start the cluster; print `export` lines (stdout) for `eval "$(... up)"`."""
     try:
         info = start(state_dir, workers, cpus_per_node)
-    except RuntimeError as err:
+    except LocalClusterError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"Local Ray cluster up: head + {workers} worker(s), {cpus_per_node:g} CPU each\n"
                f"  GCS address: {info.gcs_address}\n  Jobs API:    {info.dashboard_url}\n"

@@ -1,6 +1,7 @@
 """The one way every `sweep` command reports a user's mistake: `error: <message>` on stderr and
-exit status 2, no traceback. Anything not listed as a user error is a bug and keeps its
-traceback."""
+exit status 2, no traceback. A user's mistake is a `UserError` (each phase raises its own
+subclasses: `orchestrator.experiment.errors`, `orchestrator.post.errors`, ...); anything else,
+a plain RuntimeError or ValueError included, is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ def fail(err: BaseException) -> None:
 
 
 @contextlib.contextmanager
-def user_errors(*also: type[BaseException]) -> Iterator[None]:
-    """Report `UserError`s (and the exception types in `also`) as `error: ...`."""
-    caught: tuple[type[BaseException], ...] = (UserError, *also)
+def user_errors() -> Iterator[None]:
+    """Report a `UserError` raised in the block as `error: ...` (exit status 2)."""
     try:
         yield
-    except caught as err:
+    except UserError as err:
         fail(err)

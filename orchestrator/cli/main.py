@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli.errors import fail, user_errors
+from orchestrator.cli.errors import user_errors
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config
 
@@ -25,7 +25,7 @@ def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
     """Run the sweep in CONFIG and print the best trial."""
     from orchestrator.run.launch import launch
 
-    with user_errors(FileExistsError):  # config, leakage, storage, a stalled sweep
+    with user_errors():  # config, leakage, storage, an existing experiment, a stalled sweep
         launch(config, list(overrides), address=address)
 
 
@@ -37,14 +37,10 @@ def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
 def validate(config: str, overrides: tuple[str, ...], address: str | None,
              no_cluster: bool) -> None:
     """Check CONFIG, its search space, model, data and resources, without training."""
-    from orchestrator.experiment.storage import (
-        StorageError,
-        check_writable_from_every_node,
-        check_writable_here,
-    )
+    from orchestrator.experiment.storage import check_writable_from_every_node, check_writable_here
     from orchestrator.run.preflight import build_plan
 
-    try:
+    with user_errors():  # config, storage, model, data
         cfg = load_config(config, list(overrides))
         nodes = None
         if not no_cluster:
@@ -60,9 +56,6 @@ def validate(config: str, overrides: tuple[str, ...], address: str | None,
         if storage_problems:
             raise ConfigError(storage_problems, "sweep")
         plan = build_plan(cfg, nodes=nodes)
-    except (ConfigError, StorageError) as err:
-        fail(err)
-        return
     summary = ", ".join(f"{k}={v}" for k, v in plan.data.summary().items())
     click.echo(f"OK: {config}\n  task={cfg.task} metric={cfg.metric} ({cfg.mode}) "
                f"search={cfg.search.algorithm} scheduler={cfg.scheduler.type} "
@@ -85,11 +78,8 @@ def results(experiment: str, all_columns: bool) -> None:
 
     from orchestrator.experiment.results import load_results
 
-    try:
+    with user_errors():  # no such experiment, nothing reported yet
         result = load_results(experiment)
-    except (FileNotFoundError, RuntimeError) as err:
-        fail(err)
-        return
     table = result.trials
     if not all_columns:
         keep = [c for c in table.columns

@@ -12,18 +12,15 @@ from typing import Any
 import click
 
 from orchestrator.cli.errors import user_errors
-from orchestrator.config.errors import ConfigError
-
-# What the post-sweep functions raise for a bad request; each message says what to do.
-_USER_ERRORS = (ConfigError, FileExistsError, FileNotFoundError, NotImplementedError,
-                RuntimeError, ValueError)
 
 _TEST_HELP = ("Test split file (format of data.train) to use when the sweep config has no "
               "data.test, or instead of it.")
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    with user_errors(*_USER_ERRORS):
+    """`action()`; a bad request (a `UserError`: no such experiment, no checkpoint, an --out
+    folder in use, options that do not fit the sweep) is reported as `error: ...`."""
+    with user_errors():
         return action()
 
 

@@ -30,7 +30,7 @@ def report(experiment: str, out: str | None, top: int, forgetting: bool,
     trials, compute saved by early stopping, and quality checks."""
     from orchestrator.post.report import write_report
 
-    with user_errors(FileNotFoundError, RuntimeError, ImportError, ValueError):
+    with user_errors():
         path = write_report(experiment, out, top=top, forgetting=forgetting,
                             general_text=general_text)
     click.echo(f"Report: {path}")

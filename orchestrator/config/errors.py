@@ -16,6 +16,11 @@ class UserError(Exception):
     """A mistake in what the user gave (config, paths, arguments); the message says the fix."""
 
 
+class MissingDependencyError(UserError, ImportError):
+    """An optional package the config asks for is not installed; the message says how to
+    install it (or what to remove from the config)."""
+
+
 class ConfigError(UserError, ValueError):
     """Every problem with a config, one per line."""
 

@@ -17,3 +17,4 @@ LEAKAGE_FILE = "leakage.json"
 TEST_RESULTS_FILE = "test_results.json"
 FORGETTING_FILE = "forgetting.json"
 EXPORT_INFO_FILE = "sweep_export.json"
+TUNE_STATE_PREFIX = "experiment_state-"  # Tune's snapshots: experiment_state-<session>.json

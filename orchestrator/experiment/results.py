@@ -18,8 +18,13 @@ import yaml
 
 from orchestrator.config.loading import validate_dict
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.errors import (
+    CheckpointNotFoundError,
+    ExperimentNotFoundError,
+    NoTrialResultsError,
+)
 from orchestrator.experiment.fit import add_fit_flags
-from orchestrator.experiment.layout import BASELINE_FILE, SWEEP_CONFIG_FILE
+from orchestrator.experiment.layout import BASELINE_FILE, SWEEP_CONFIG_FILE, TUNE_STATE_PREFIX
 from orchestrator.experiment.storage import Storage, open_storage
 from trainables.config import best_first, is_better
 
@@ -63,7 +68,9 @@ class SweepResult:
     def local_checkpoint(self, local_dir: str | None = None) -> Path:
         """The best checkpoint on local disk (downloaded first from object storage)."""
         if self.best_checkpoint is None:
-            raise RuntimeError(f"{self.experiment_path}: no checkpoint to load")
+            raise CheckpointNotFoundError(
+                f"{self.experiment_path}: the best trial {self.best_trial_id} has no "
+                "checkpoint to load (none saved, or deleted since)")
         storage = open_storage(self.best_checkpoint)
         if storage.is_local:
             return Path(self.best_checkpoint)
@@ -118,6 +125,16 @@ def read_sweep_config(experiment: Storage) -> SweepConfig | None:
                          experiment.uri_of(SWEEP_CONFIG_FILE))
 
 
+def tune_state_files(experiment: Storage) -> list[str]:
+    """The names of Tune's experiment-state snapshots in the folder, oldest first."""
+    from pyarrow.fs import FileSelector
+
+    infos = experiment.fs.get_file_info(FileSelector(experiment.root))
+    names = [i.base_name for i in infos if i.base_name.startswith(TUNE_STATE_PREFIX)
+             and i.base_name.endswith(".json")]
+    return sorted(names)  # session timestamps sort chronologically
+
+
 def read_analysis(experiment: Storage, metric: str, mode: str) -> Any:
     from ray.tune import ExperimentAnalysis
 
@@ -130,10 +147,21 @@ def read_analysis(experiment: Storage, metric: str, mode: str) -> Any:
 def load_results(experiment_path: str | Path) -> SweepResult:
     """Read a finished (or interrupted) experiment: a local folder or an s3:// URI."""
     experiment = open_storage(str(experiment_path))
+    if not experiment.exists():
+        raise ExperimentNotFoundError(
+            f"{experiment.uri}: no such folder; give the experiment folder (or s3:// URI) "
+            "that `sweep run` printed after `Experiment:`"
+        )
     config = read_sweep_config(experiment)
     if config is None:
-        raise FileNotFoundError(
+        raise ExperimentNotFoundError(
             f"{experiment.uri}: no {SWEEP_CONFIG_FILE}; is this a folder made by `sweep run`?"
+        )
+    if not tune_state_files(experiment):
+        raise NoTrialResultsError(
+            f"{experiment.uri}: no {TUNE_STATE_PREFIX}*.json, so no trial to read: the sweep "
+            "has not saved its first state yet (wait a minute), or it stopped before it started "
+            "a trial (run it again under a new `name`)"
         )
     metric, mode = config.metric, config.resolved_mode
     analysis = read_analysis(experiment, metric, mode)
@@ -167,7 +195,10 @@ def load_results(experiment_path: str | Path) -> SweepResult:
         rows.append(row)
     trials = pd.DataFrame(rows)
     if best is None:
-        raise RuntimeError(f"{experiment}: no trial reported {metric!r} yet")
+        raise NoTrialResultsError(
+            f"{experiment.uri}: no trial reported {metric!r} yet; wait for the first "
+            "evaluation, or see why the trials failed (error.txt in each trial's folder)"
+        )
     _, best_trial, best_row = best
     # Ended by the scheduler: terminated cleanly before its own step budget ran out.
     trials["stopped_early"] = (

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.errors import CheckpointNotFoundError, TrialNotFoundError
 from orchestrator.experiment.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def ranked_checkpoints(result: SweepResult, top_k: int | None = None) -> list[Tr
             uri=experiment.uri_for_path(checkpoint.path), trial_config=dict(trial.config),
         ))
     if top_k is not None and top_k > len(ranked):
-        raise ValueError(
+        raise CheckpointNotFoundError(
             f"top_k={top_k} but only {len(ranked)} of the {len(result.trials)} trials of "
             f"{result.experiment_path} have a checkpoint with a finite {result.metric}; "
             f"use a top-k of at most {len(ranked)}"
@@ -89,13 +90,16 @@ def find_trial(result: SweepResult, trial_id: str | None) -> TrialCheckpoint:
     """The given trial's best checkpoint, or the sweep's best trial's when `trial_id` is None."""
     ranked = ranked_checkpoints(result)
     if not ranked:
-        raise RuntimeError(f"{result.experiment_path}: no trial has a checkpoint to export")
+        raise CheckpointNotFoundError(
+            f"{result.experiment_path}: no trial has a checkpoint to export (none saved with a "
+            f"finite {result.metric}, or deleted since)"
+        )
     if trial_id is None:
         return ranked[0]
     for candidate in ranked:
         if candidate.trial_id == trial_id:
             return candidate
-    raise ValueError(
+    raise TrialNotFoundError(
         f"trial {trial_id!r} has no checkpoint in {result.experiment_path}; trials with one: "
         f"{[c.trial_id for c in ranked]} (`sweep results EXPERIMENT` lists them)"
     )

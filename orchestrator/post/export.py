@@ -27,6 +27,7 @@ from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import is_lora_checkpoint, load_checkpoint_model
 from orchestrator.experiment.layout import EXPORT_INFO_FILE
 from orchestrator.experiment.trials import as_result, find_trial, require_config
+from orchestrator.post.errors import OutputExistsError
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, SPEC_FILE
 
@@ -41,7 +42,7 @@ def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
     folder = Path(out).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{folder} is not empty; choose another --out folder or pass --overwrite "
                 "(overwrite=True) to replace it"
             )

@@ -29,6 +29,7 @@ from orchestrator.experiment.checkpoints import load_checkpoint_model
 from orchestrator.experiment.layout import TEST_RESULTS_FILE
 from orchestrator.experiment.storage import open_storage
 from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
+from orchestrator.post.errors import UnsupportedRequestError
 from trainables import modeling
 from trainables.checkpointing import METRICS_FILE
 from trainables.data import DataError, PreparedData, prepare_data
@@ -145,7 +146,7 @@ def evaluate_test_split(
     result = as_result(result_or_path)
     config = require_config(result)
     if config.data.test is None and test_data is None:
-        raise ValueError(
+        raise UnsupportedRequestError(
             f"{result.experiment_path}: the sweep config has no data.test; pass a test file "
             "(`sweep evaluate EXPERIMENT --test FILE`, or test_data=...) in the format of "
             "data.train"

@@ -8,11 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.post.errors import UnsupportedRequestError
+
 if TYPE_CHECKING:
     from orchestrator.config.schema import SweepConfig
-
-
-
 
 FORGETTING_TOLERANCE = 0.01  # relative change of the general-text loss counted as no change
 
@@ -48,7 +47,9 @@ def forgetting_check(
                for t in (general_texts() if texts is None else texts)]
     examples = [{"input_ids": ids, "labels": ids} for ids in encoded if len(ids) > 1]
     if not examples:
-        raise ValueError("forgetting_check: no text long enough to score; give longer texts")
+        raise UnsupportedRequestError(
+            "forgetting_check: no text long enough to score (each needs 2 tokens or more); give "
+            "longer texts")
 
     def lm_loss(model: Any) -> float:
         return float(evaluate(model.eval(), examples, task="causal_lm", batch_size=batch_size,

@@ -34,6 +34,7 @@ import torch
 
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import checkpoint_spec, is_lora_checkpoint
+from orchestrator.post.errors import UnsupportedRequestError
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR
 
@@ -102,7 +103,7 @@ def _factors(layer: Any, adapter: str, module_name: str) -> LoraFactors:
     a, b = layer.lora_A[adapter], layer.lora_B[adapter]
     if (a.weight.dim() != 2 or getattr(b, "bias", None) is not None
             or layer.use_dora.get(adapter, False)):
-        raise NotImplementedError(
+        raise UnsupportedRequestError(
             f"{module_name}: only plain LoRA on linear and embedding layers can be souped "
             "(no DoRA, LoRA bias or convolutions); use `sweep export` for single trials"
         )
@@ -120,8 +121,9 @@ class Pot:
         self.base = {n: self._weight(n).detach().clone() for n in modules}
         self.tensor_names = sorted(ingredients[0].tensors)
         if any(sorted(ing.tensors) != self.tensor_names for ing in ingredients):
-            raise ValueError("the ingredients do not have the same heads/weights; soups need "
-                             "trials of the same model, task and target modules_to_save")
+            raise UnsupportedRequestError(
+                "the ingredients do not have the same heads/weights; soups need trials of the "
+                "same model, task and target modules_to_save")
 
     def _weight(self, module_name: str) -> torch.Tensor:
         weight = self.model.get_submodule(module_name).weight
@@ -158,8 +160,9 @@ def load_pot(config: SweepConfig, checkpoints: list[Path], trial_ids: list[str])
 
     kinds = {is_lora_checkpoint(c) for c in checkpoints}
     if len(kinds) > 1:
-        raise ValueError("the top-k trials mix LoRA and full fine-tuning checkpoints; soups "
-                         "need one kind: lower --top-k or search train.finetune no more")
+        raise UnsupportedRequestError(
+            "the top-k trials mix LoRA and full fine-tuning checkpoints; soups need one kind: "
+            "lower --top-k or search train.finetune no more")
     tokenizer = modeling.load_tokenizer(config.model)
     num_labels = checkpoint_spec(checkpoints[0]).num_labels
     base = modeling.load_model(config.model, config.task, num_labels=num_labels,

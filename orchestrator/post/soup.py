@@ -26,6 +26,7 @@ from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.checkpoints import is_lora_checkpoint
 from orchestrator.experiment.trials import as_result, ranked_checkpoints, require_config
 from orchestrator.post import export
+from orchestrator.post.errors import UnsupportedRequestError
 from orchestrator.post.final_eval import EvalData, load_eval_data, side_by_side
 from orchestrator.post.merging import Pot, load_pot
 from trainables import modeling
@@ -130,25 +131,28 @@ def make_soup(
     >>> print(soup.summary())  # doctest: +SKIP
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, but got {method!r}")
+        raise UnsupportedRequestError(f"method must be one of {list(METHODS)}, but got {method!r}")
     if top_k < 2:
-        raise ValueError(f"a soup needs top_k >= 2 ingredients, but got top_k={top_k}; "
-                         "`sweep export` exports the single best trial")
+        raise UnsupportedRequestError(f"a soup needs top_k >= 2 ingredients, but got "
+                                      f"top_k={top_k}; `sweep export` exports the single best "
+                                      "trial")
     if not 0.0 < density <= 1.0:
-        raise ValueError(f"`0 < density <= 1` must hold, but got density={density}")
+        raise UnsupportedRequestError(f"`0 < density <= 1` must hold, but got density={density}")
     result = as_result(experiment)
     config = require_config(result)
     chosen = ranked_checkpoints(result, top_k)
     folder = export.prepare_out_dir(out, overwrite) if out is not None else None
     data = load_eval_data(config, test_data)
     if method == "greedy" and not result.metric.startswith("eval_"):
-        raise ValueError(f"greedy soups compare validation metrics, and the sweep metric "
-                         f"{result.metric!r} is not one; use --method uniform or ties")
+        raise UnsupportedRequestError(f"greedy soups compare validation metrics, and the sweep "
+                                      f"metric {result.metric!r} is not one; use --method "
+                                      "uniform or ties")
     with tempfile.TemporaryDirectory(prefix="sweep-soup-") as scratch:
         local = [c.local(scratch) for c in chosen]
         if method == "ties" and not is_lora_checkpoint(local[0]):
-            raise ValueError("ties merges LoRA updates, and this is a full fine-tuning sweep; "
-                             "use --method uniform or greedy (they average the full weights)")
+            raise UnsupportedRequestError(
+                "ties merges LoRA updates, and this is a full fine-tuning sweep; use --method "
+                "uniform or greedy (they average the full weights)")
         pot = load_pot(data.config, local, [c.trial_id for c in chosen])
     k = len(chosen)
     pot.mix(_uniform([0], k))  # the best trial alone, merged: measured like the soup

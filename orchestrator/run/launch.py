@@ -14,6 +14,7 @@ import yaml
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import ConfigSource, load_config
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.errors import ExperimentExistsError
 from orchestrator.experiment.layout import BASELINE_FILE, LEAKAGE_FILE, SWEEP_CONFIG_FILE
 from orchestrator.experiment.results import SweepResult, load_results
 from orchestrator.experiment.storage import (
@@ -180,7 +181,7 @@ def prepare_storage(config: SweepConfig, nodes: list[dict[str, Any]]) -> Storage
     if unreachable:
         raise ConfigError(unreachable, "sweep")
     if storage.exists(config.name, SWEEP_CONFIG_FILE):
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"experiment {storage.uri_of(config.name)!r} already exists; choose another `name` "
             "(or --set name=...)"
         )

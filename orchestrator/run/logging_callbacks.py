@@ -22,6 +22,7 @@ import functools
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.errors import MissingDependencyError
 from orchestrator.config.sections import MLFLOW_INSTALL_HINT, LoggingConfig
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def build_logging_callbacks(
     mlflow = logging_config.mlflow
     if mlflow is not None:
         if importlib.util.find_spec("mlflow") is None:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"logging.mlflow is set but mlflow is not installed; `{MLFLOW_INSTALL_HINT}` "
                 "(or remove logging.mlflow from the config)"
             )

@@ -14,24 +14,19 @@ import time
 from typing import Any
 
 from orchestrator.config.errors import ConfigError, UserError
-from orchestrator.experiment.results import SweepResult, load_results, read_sweep_config
+from orchestrator.experiment.results import (
+    SweepResult,
+    load_results,
+    read_sweep_config,
+    tune_state_files,
+)
 from orchestrator.experiment.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
-STATE_GLOB_PREFIX = "experiment_state-"
 
 
 class ResumeError(UserError, RuntimeError):
     """The experiment cannot be resumed; the message says why and what to do."""
-
-
-def _state_files(storage: Storage) -> list[str]:
-    from pyarrow.fs import FileSelector
-
-    infos = storage.fs.get_file_info(FileSelector(storage.root))
-    names = [i.base_name for i in infos if i.base_name.startswith(STATE_GLOB_PREFIX)
-             and i.base_name.endswith(".json")]
-    return sorted(names)  # session timestamps sort chronologically
 
 
 def _is_valid_state(storage: Storage, name: str) -> bool:
@@ -48,7 +43,7 @@ def repair_experiment_state(storage: Storage) -> list[str]:
     Returns the names set aside. Raises ResumeError if no readable state remains.
     """
     moved = []
-    names = _state_files(storage)
+    names = tune_state_files(storage)
     while names and not _is_valid_state(storage, names[-1]):
         bad = names.pop()
         aside = storage.path("corrupt", f"{bad}.{int(time.time())}")

@@ -9,6 +9,7 @@ import torch
 from sweep_helpers import lm_config
 
 from orchestrator.config.loading import load_config
+from orchestrator.post.errors import UnsupportedRequestError
 from orchestrator.post.merging import LoraFactors, combine_lora, load_pot, ties_lora
 from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
 from trainables.config import TrialSpec
@@ -180,5 +181,5 @@ def test_full_finetuning_soups_average_every_weight(tiny_lm_dir: Path, two_lm_ad
     for name, param in pot.model.named_parameters():
         expected = (checkpoints[0][1][name] + checkpoints[1][1][name]) / 2
         assert torch.allclose(param, expected, atol=1e-6), name
-    with pytest.raises(ValueError, match="mix LoRA and full fine-tuning"):
+    with pytest.raises(UnsupportedRequestError, match="mix LoRA and full fine-tuning"):
         load_pot(config, [two_lm_adapters[0], checkpoints[0][0]], ["lora", "full"])

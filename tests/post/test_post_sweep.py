@@ -18,8 +18,10 @@ from sweep_helpers import DATES, lm_config
 
 from orchestrator import launch
 from orchestrator.cli.post import register
+from orchestrator.experiment.errors import CheckpointNotFoundError, TrialNotFoundError
 from orchestrator.experiment.layout import EXPORT_INFO_FILE, TEST_RESULTS_FILE
 from orchestrator.experiment.trials import ranked_checkpoints
+from orchestrator.post.errors import OutputExistsError, UnsupportedRequestError
 from orchestrator.post.export import export_best
 from orchestrator.post.final_eval import evaluate_test_split, load_eval_data
 from orchestrator.post.soup import make_soup
@@ -133,11 +135,11 @@ def test_export_classifier_carries_its_head(cls_sweep, tiny_encoder_dir: Path,
 
 
 def test_export_errors_say_what_to_do(lm_sweep, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="trial 'nope' has no checkpoint.*trials with one"):
+    with pytest.raises(TrialNotFoundError, match="trial 'nope' has no checkpoint.*trials with one"):
         export_best(lm_sweep, tmp_path / "x", trial_id="nope")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="--overwrite"):
         export_best(lm_sweep, tmp_path / "full")
     other = ranked_checkpoints(lm_sweep)[1].trial_id
     info = json.loads((export_best(lm_sweep, tmp_path / "full", trial_id=other, overwrite=True)
@@ -146,7 +148,9 @@ def test_export_errors_say_what_to_do(lm_sweep, tmp_path: Path) -> None:
     result = _cli("soup", lm_sweep.experiment_path, "--top-k", "9")
     assert result.exit_code == 2
     assert "top_k=9 but only 4 of the 4 trials" in result.output
-    with pytest.raises(ValueError, match="soup needs top_k >= 2"):
+    with pytest.raises(CheckpointNotFoundError, match="top_k=9 but only 4"):
+        make_soup(lm_sweep, top_k=9)
+    with pytest.raises(UnsupportedRequestError, match="soup needs top_k >= 2"):
         make_soup(lm_sweep, top_k=1)
 
 

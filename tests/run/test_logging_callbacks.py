@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from sweep_helpers import ROOT
 
+from orchestrator.config.errors import MissingDependencyError
 from orchestrator.config.sections import LoggingConfig
 from orchestrator.run.logging_callbacks import (
     NoTensorBoard,
@@ -96,7 +97,7 @@ def test_mlflow_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
     config = LoggingConfig.model_validate({"mlflow": {}})
-    with pytest.raises(ImportError, match="pip install mlflow"):
+    with pytest.raises(MissingDependencyError, match="pip install mlflow"):
         build_logging_callbacks(config)
     assert check_logging(config) == [
         "logging.mlflow: mlflow is not installed; `pip install mlflow`, or remove logging.mlflow"

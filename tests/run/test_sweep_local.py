@@ -10,6 +10,7 @@ import pytest
 from sweep_helpers import lm_config
 
 from orchestrator import launch, load_results
+from orchestrator.experiment.errors import ExperimentExistsError
 from trainables.checkpointing import ADAPTER_DIR
 
 pytestmark = pytest.mark.integration
@@ -96,5 +97,5 @@ def test_results_reread_from_disk_match(sweep) -> None:
 
 def test_same_experiment_name_is_refused(sweep, local_ray) -> None:
     config = sweep.config.model_dump()
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(ExperimentExistsError, match="already exists"):
         launch(config, live=False)
