@@ -1,6 +1,7 @@
 """Search efficiency on TweetEval emotion (MiniLM-L6 + LoRA, validation macro-F1).
 
     python -m benchmarks.search_efficiency             # full: ~40 min on a quiet 2-core machine
+                                                       # (+ two default-sized sweeps: item 3)
     python -m benchmarks.search_efficiency --seeds 1 --trials 4 --max-train 300   # smoke run
     python -m benchmarks.search_efficiency --quick     # tiny BERT on toy data, seconds (CI)
 
@@ -11,6 +12,9 @@
 2. The default vs Hugging Face `Trainer.hyperparameter_search` (optuna backend with optuna's
    defaults: TPE sampler, median pruner; trials in sequence with every core), same space, same
    trials and per-trial budget: best validation F1 and F1 per wall-clock minute.
+3. The evolutionary searchers (`search.algorithm: cmaes` and `nsga2`, optuna's CMA-ES and
+   NSGA-II, each with the same ASHA) on the first `--evo-seeds` seeds: best validation F1, and
+   the steps each needs to reach random search's best, next to the default's.
 Each best trial is scored once on the test split (next to the published TweetEval table).
 The per-trial budget is shrunk to fit the machine (`--steps`, `--max-train`); the output says so.
 Data: ../shared/data/tweeteval-emotion (relative to the project root); skipped when absent.
@@ -37,6 +41,7 @@ from benchmarks import common
 from benchmarks.common import median
 
 NAME = "search_efficiency"
+EVOLUTIONARY = ("cmaes", "nsga2")  # search.algorithm values, run like the default otherwise
 DATA = common.SHARED_DATA / "tweeteval-emotion"
 PUBLISHED_TEST_F1 = {
     "SVM": 64.7,
@@ -155,6 +160,8 @@ def run_ours(raw: dict[str, Any], variant: str, seed: int, storage: Path) -> dic
         raw.update(
             {"search": {**raw["search"], "algorithm": "random"}, "scheduler": {"type": "fifo"}}
         )
+    elif variant in EVOLUTIONARY:
+        raw["search"] = {**raw["search"], "algorithm": variant}
     recorder = Recorder()
     real = module.build_callbacks
 
@@ -171,6 +178,8 @@ def run_ours(raw: dict[str, Any], variant: str, seed: int, storage: Path) -> dic
     return {
         "variant": variant,
         "seed": seed,
+        # as the experiment recorded it (the config launch() validated and saved)
+        "algorithm": result.config.search.algorithm if result.config else None,
         "wall_s": wall,
         "best_val_f1": recorder.best(),
         "test_f1": test["test_f1"],
@@ -376,11 +385,39 @@ def per_minute(run: dict[str, Any], target: float) -> dict[str, Any]:
     }
 
 
+def evolutionary_rows(by: dict[tuple[str, int], dict[str, Any]], seeds: list[int]
+                      ) -> list[dict[str, Any]]:
+    """Per seed that ran them: the default and each evolutionary searcher, against the same
+    target (random search's best validation F1 of that seed)."""
+    rows = []
+    for seed in seeds:
+        if not any((v, seed) in by for v in EVOLUTIONARY):
+            continue
+        target = by["random", seed]["best_val_f1"]
+        for variant in ("default", *EVOLUTIONARY):
+            run = by[variant, seed]
+            reach = first_reach(run, target)
+            rows.append({
+                "variant": variant,
+                "seed": seed,
+                "best_val_f1": run["best_val_f1"],
+                "steps_to_target": reach["cum_steps"] if reach else None,
+                "total_steps": run["total_steps"],
+                "stopped_early": run["stopped_early"],
+                "wall_s": run["wall_s"],
+                "test_f1": run["test_f1"],
+            })
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny BERT, toy data (CI)")
     parser.add_argument("--seeds", type=int, default=None, help="search seeds (default 3)")
     parser.add_argument("--hf-seeds", type=int, default=1, help="seeds also run with HF")
+    parser.add_argument(
+        "--evo-seeds", type=int, default=1, help="seeds also run with cmaes and nsga2"
+    )
     parser.add_argument(
         "--hf-threads",
         type=int,
@@ -441,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     if seed < args.hf_seeds
                     else ["default", "random"]
                 )
+                if seed < args.evo_seeds:
+                    variants += EVOLUTIONARY
                 for variant in variants:
                     if variant == "hf_optuna":
                         with common.torch_threads(hf_threads):
@@ -499,6 +538,11 @@ def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
         for r in steps_rows
         if r["steps_ratio_vs_random_total"] is not None
     ]
+    evo_rows = evolutionary_rows(by, seeds)
+    if evo_rows:
+        print("\nevolutionary searchers (+ ASHA) next to the default, same seeds; steps_to_target:"
+              " steps to random search's best validation F1 (None: not reached)")
+        print(common.table(evo_rows))
     best = max((r for r in runs if r["variant"] == "default"), key=lambda r: r["best_val_f1"])
     test_rows = [{"system": name, "test_macro_f1": f1} for name, f1 in PUBLISHED_TEST_F1.items()]
     test_rows.append(
@@ -541,6 +585,7 @@ def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
         "median_steps_ratio": median(ratios) if ratios else None,
         "seeds_reached": reached,
         "per_minute_rows": minute_rows,
+        "evolutionary_rows": evo_rows,
         "best_test_f1": best["test_f1"],
         "published_test_f1": PUBLISHED_TEST_F1,
     }

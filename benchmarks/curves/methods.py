@@ -251,6 +251,30 @@ def optuna(s: Setting, n_initial: int | None = None) -> Any:
     return limited(OptunaSearch(metric=s.table.metric, mode=s.table.mode, sampler=sampler), s)
 
 
+def default_population_size(num_samples: int) -> int:
+    """orchestrator.search.searchers.nsga2_population_size, copied: a quarter of the
+    sweep, 2 to 50."""
+    return max(2, min(50, num_samples // 4))
+
+
+def evolutionary(s: Setting, algorithm: str) -> Any:
+    """The product's `search.algorithm: cmaes` / `nsga2` samplers (orchestrator.searchers,
+    mirrored): CMA-ES with its own population and 1 start-up trial (a table's dimensions are
+    continuous or choices, so no margin; choices are sampled at random); NSGA-II with a quarter
+    of the trials in the budget per generation."""
+    import optuna as _optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    _optuna.logging.set_verbosity(_optuna.logging.WARNING)
+    if algorithm == "nsga2":
+        sampler: Any = _optuna.samplers.NSGAIISampler(
+            population_size=default_population_size(s.trials_in_budget), seed=s.seed)
+    else:
+        sampler = _optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=1,
+                                                warn_independent_sampling=False)
+    return limited(OptunaSearch(metric=s.table.metric, mode=s.table.mode, sampler=sampler), s)
+
+
 def random_search(s: Setting) -> Any:
     from ray.tune.search import BasicVariantGenerator
 
@@ -368,6 +392,17 @@ def optuna_asha(s: Setting) -> Sweep:
     return _sweep(s, optuna(s), asha(s))
 
 
+def cmaes_asha(s: Setting) -> Sweep:
+    """optuna's CMA-ES (the product's `search.algorithm: cmaes`) + the default ASHA."""
+    return _sweep(s, evolutionary(s, "cmaes"), asha(s))
+
+
+def nsga2_asha(s: Setting) -> Sweep:
+    """optuna's NSGA-II (the product's `search.algorithm: nsga2`) + the default ASHA."""
+    return _sweep(s, evolutionary(s, "nsga2"), asha(s),
+                  notes={"population_size": default_population_size(s.trials_in_budget)})
+
+
 def optuna_median(s: Setting) -> Sweep:
     """What HF `Trainer.hyperparameter_search` (optuna backend: TPE, median pruner) does, as
     Tune's MedianStoppingRule with the product's median settings (grace: two evaluations)."""
@@ -474,6 +509,8 @@ METHODS: dict[str, Builder] = {
     "hyperopt_asha": hyperopt_asha,
     "optuna_asha": optuna_asha,
     "optuna_median": optuna_median,
+    "cmaes_asha": cmaes_asha,
+    "nsga2_asha": nsga2_asha,
     "bohb": bohb,
     "dehb": dehb,
     "topk_first_eval": topk_first_eval,
@@ -486,7 +523,8 @@ METHODS: dict[str, Builder] = {
     "hyperopt_asha_rf2": hyperopt_asha_rf2,
     "hyperopt_asha_grace1_rf2": hyperopt_asha_grace1_rf2,
 }
-NEEDS = {"bohb": ("hpbandster", "ConfigSpace"), "dehb": ("dehb", "ConfigSpace")}
+NEEDS = {"bohb": ("hpbandster", "ConfigSpace"), "dehb": ("dehb", "ConfigSpace"),
+         "cmaes_asha": ("cmaes",)}
 
 
 def available(name: str) -> bool:

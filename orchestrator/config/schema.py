@@ -91,13 +91,28 @@ EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # --- driver-side sections ---------------------------------------------------------------------
 
 
+# Searchers that learn from results (they need dimensions to search and cannot enumerate grids).
+MODEL_BASED = ("hyperopt", "optuna", "cmaes", "nsga2")
+EVOLUTIONARY = ("cmaes", "nsga2")
+
+
 class SearchConfig(StrictModel):
-    algorithm: Literal["hyperopt", "optuna", "random", "grid"] = Field(
-        "hyperopt", description="hyperopt/optuna: TPE (Bayesian); random; grid: every combination."
+    algorithm: Literal["hyperopt", "optuna", "cmaes", "nsga2", "random", "grid"] = Field(
+        "hyperopt", description="hyperopt/optuna: TPE (Bayesian); cmaes: optuna's CMA-ES "
+        "(evolution strategy over the numeric dimensions; choice ones are sampled at random); "
+        "nsga2: optuna's NSGA-II (a genetic algorithm for one metric); random; grid: every "
+        "combination."
     )
     seed: int = Field(0, description="Seeds the search algorithm.")
     n_initial_points: int | None = Field(
-        None, ge=1, description="Random trials before TPE takes over. Default: from num_samples."
+        None, ge=1, description="Random trials before TPE (or CMA-ES) takes over. Default: "
+        "from num_samples for TPE, 1 for cmaes; nsga2's first generation is its random start."
+    )
+    population_size: int | None = Field(
+        None, ge=2, description="cmaes/nsga2: trials per generation; a generation learns from "
+        "the previous one once population_size of its trials have finished. Default: cmaes "
+        "4 + 3 ln(numeric dimensions) (CMA-ES's own); nsga2 num_samples / 4 (2 to 50), about "
+        "four generations. Must be below num_samples."
     )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the cluster's resources fit."
@@ -286,7 +301,7 @@ class SweepConfig(StrictModel):
                         f"search_space.{key}.{label}: {value!r} is not a valid {key}: {msg}"
                     )
         has_grid = any(isinstance(d, Grid) for d in self.search_space.values())
-        if has_grid and self.search.algorithm in ("hyperopt", "optuna"):
+        if has_grid and self.search.algorithm in MODEL_BASED:
             problems.append(
                 f"search.algorithm: {self.search.algorithm} cannot sample `type: grid` dimensions "
                 "(search_space has grid); use `type: choice` with it, or search.algorithm: grid"
@@ -298,8 +313,8 @@ class SweepConfig(StrictModel):
                     f"search.algorithm: grid needs discrete dimensions, but {bad} are continuous; "
                     "give them `type: grid` values, or use search.algorithm: hyperopt"
                 )
-        problems += self._check_points_to_evaluate()
-        if self.search.algorithm in ("hyperopt", "optuna") and not self.search_space:
+        problems += self._check_points_to_evaluate() + self._check_evolutionary()
+        if self.search.algorithm in MODEL_BASED and not self.search_space:
             problems.append(
                 f"search_space: is empty, so {self.search.algorithm} has nothing to search; add "
                 "dimensions (e.g. train.learning_rate) or use search.algorithm: random"
@@ -339,6 +354,37 @@ class SweepConfig(StrictModel):
                                     f"{_first_error_message(err)}")
         return problems
 
+    def _check_evolutionary(self) -> list[str]:
+        """population_size only means something for cmaes/nsga2, and must leave trials for a
+        second generation; CMA-ES needs a numeric dimension; nsga2 has no separate random start."""
+        search, problems = self.search, []
+        if search.population_size is not None:
+            if search.algorithm not in EVOLUTIONARY:
+                problems.append(
+                    f"search.population_size: {search.population_size} is set, but "
+                    f"search.algorithm: {search.algorithm} has no generations; drop it or set "
+                    "search.algorithm: cmaes or nsga2")
+            elif search.population_size >= self.num_samples:
+                problems.append(
+                    f"search.population_size: {search.population_size} with num_samples: "
+                    f"{self.num_samples} leaves no trial for a second generation, so nothing is "
+                    f"learnt; `population_size < num_samples` must hold: set num_samples >= "
+                    f"{2 * search.population_size} or lower population_size")
+        if search.algorithm == "cmaes" and self.search_space:
+            numeric = [k for k, d in self.search_space.items() if not isinstance(d, Choice | Grid)]
+            if not numeric:
+                problems.append(
+                    f"search.algorithm: cmaes models numeric dimensions (loguniform, uniform, "
+                    f"quniform, randint), and every dimension of search_space "
+                    f"({sorted(self.search_space)}) is a choice, which CMA-ES would sample at "
+                    "random; use search.algorithm: nsga2 or hyperopt")
+        if search.algorithm == "nsga2" and search.n_initial_points is not None:
+            problems.append(
+                f"search.n_initial_points: {search.n_initial_points} does not apply to nsga2, "
+                "whose first generation (population_size trials) is its random start; drop it "
+                "and set search.population_size instead")
+        return problems
+
     def _check_scheduler(self) -> list[str]:
         problems: list[str] = []
         s = self.scheduler
@@ -350,7 +396,7 @@ class SweepConfig(StrictModel):
                 f"grace_period >= {eval_every}"
             )
         if s.type == "pbt":
-            if self.search.algorithm in ("hyperopt", "optuna"):
+            if self.search.algorithm in MODEL_BASED:
                 problems.append(
                     f"scheduler.type: pbt explores by itself and does not work with "
                     f"search.algorithm: {self.search.algorithm}; set search.algorithm: random"

@@ -166,6 +166,43 @@ def test_default_initial_points_mirrors_the_product() -> None:
     assert [default_initial_points(n) for n in (1, 8, 16, 17, 200)] == [2, 2, 4, 5, 20]
 
 
+@pytest.mark.parametrize(("method", "sampler_name"),
+                         [("cmaes_asha", "CmaEsSampler"), ("nsga2_asha", "NSGAIISampler")])
+def test_evolutionary_methods_build_like_the_product(tmp_path: Path, method: str,
+                                                     sampler_name: str) -> None:
+    """cmaes_asha / nsga2_asha: optuna's sampler (seeded by the sweep's seed) in a limited
+    OptunaSearch, the default ASHA; NSGA-II's population mirrors the product's default."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from benchmarks.curves import methods as M
+    from orchestrator.config.loading import load_config
+    from orchestrator.search.searchers import population_size as product_population
+
+    table = load_table(write_synthetic(tmp_path / "synthetic.json"))
+    setting = M.Setting(table=table, seed=5, budget_steps=M.BASE_TRIALS * table.max_steps)
+
+    sweep = M.METHODS[method](setting)
+
+    assert isinstance(sweep.search_alg, ConcurrencyLimiter)
+    assert sweep.search_alg.max_concurrent == M.CONCURRENCY
+    searcher = sweep.search_alg.searcher
+    assert isinstance(searcher, OptunaSearch)
+    assert type(searcher._sampler).__name__ == sampler_name
+    assert isinstance(sweep.scheduler, ASHAScheduler)
+    if method == "nsga2_asha":
+        assert searcher._sampler._rng.rng.get_state()[1][0] == 5
+        product = load_config({"task": "causal_lm", "model": {"path": str(tmp_path)},
+                               "data": {"train": "t.jsonl"}, "num_samples": 16,
+                               "search": {"algorithm": "nsga2"}, "search_space": {
+                                   LR.key: {"type": "loguniform", "low": 1e-5, "high": 1e-3}}})
+        assert searcher._sampler.population_size == product_population(product) == 4
+        assert sweep.notes == {"population_size": 4}
+    else:
+        assert searcher._sampler._cma_rng.rng.get_state()[1][0] == 5
+
+
 # --- statistics on hand-made traces ----------------------------------------------------------
 
 def trace(points: list[tuple[float, float, float]], test_offset: float = -0.01

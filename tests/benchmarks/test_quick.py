@@ -73,7 +73,15 @@ def test_orchestration_overhead_quick(local_ray: Any, tmp_path: Path) -> None:
 def test_search_efficiency_quick(local_ray: Any, tmp_path: Path) -> None:
     result = run_quick("search_efficiency", tmp_path / "search_efficiency.json")
     variants = {run["variant"] for run in result["runs"]}
-    assert variants == {"default", "random", "hf_optuna"}
+    assert variants == {"default", "random", "hf_optuna", "cmaes", "nsga2"}
     assert len(result["steps_rows"]) == 1 and len(result["per_minute_rows"]) == 2
+    evo = {row["variant"]: row for row in result["evolutionary_rows"]}
+    assert set(evo) == {"default", "cmaes", "nsga2"}
+    by_variant = {run["variant"]: run for run in result["runs"]}
+    assert by_variant["default"]["algorithm"] == "hyperopt"
+    for name in ("cmaes", "nsga2"):  # each ran as its own search algorithm, to completion
+        assert by_variant[name]["algorithm"] == name
+        assert evo[name]["best_val_f1"] == by_variant[name]["best_val_f1"]
+        assert 0 <= evo[name]["best_val_f1"] <= 1 and evo[name]["total_steps"] > 0
     assert 0 <= result["best_test_f1"] <= 1
     assert all(run["total_steps"] > 0 for run in result["runs"])

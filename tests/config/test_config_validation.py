@@ -115,6 +115,36 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
      ["search_space: is empty", "hyperopt has nothing to search", "search.algorithm: random"]),
     ("empty-search-space-with-optuna", {"search": {"algorithm": "optuna"}, "search_space": {}},
      ["search_space: is empty", "optuna"]),
+    ("grid-with-cmaes",
+     {"search": {"algorithm": "cmaes"},
+      "search_space": _space(train__learning_rate={"type": "loguniform", "low": 1e-5,
+                                                   "high": 1e-3},
+                             lora__r={"type": "grid", "values": [4, 8]})},
+     ["search.algorithm: cmaes cannot sample `type: grid`", "use `type: choice`"]),
+    ("grid-with-nsga2",
+     {"search": {"algorithm": "nsga2"},
+      "search_space": _space(lora__r={"type": "grid", "values": [4, 8]})},
+     ["search.algorithm: nsga2 cannot sample `type: grid`"]),
+    ("cmaes-with-only-choices",
+     {"search": {"algorithm": "cmaes"},
+      "search_space": _space(lora__r={"type": "choice", "values": [4, 8]})},
+     ["search.algorithm: cmaes models numeric dimensions", "['lora.r']", "is a choice",
+      "search.algorithm: nsga2"]),
+    ("empty-search-space-with-cmaes", {"search": {"algorithm": "cmaes"}, "search_space": {}},
+     ["search_space: is empty", "cmaes has nothing to search"]),
+    ("population-size-without-generations", {"search": {"population_size": 4}},
+     ["search.population_size: 4", "search.algorithm: hyperopt has no generations",
+      "search.algorithm: cmaes or nsga2"]),
+    ("population-size-fills-the-sweep",
+     {"search": {"algorithm": "nsga2", "population_size": 8}, "num_samples": 8},
+     ["search.population_size: 8 with num_samples: 8", "no trial for a second generation",
+      "`population_size < num_samples` must hold", "num_samples >= 16"]),
+    ("population-size-one", {"search": {"algorithm": "nsga2", "population_size": 1}},
+     ["search.population_size", "greater than or equal to 2", "got 1"]),
+    ("initial-points-with-nsga2", {"search": {"algorithm": "nsga2", "n_initial_points": 4}},
+     ["search.n_initial_points: 4 does not apply to nsga2", "set search.population_size"]),
+    ("pbt-with-cmaes", {"scheduler": {"type": "pbt"}, "search": {"algorithm": "cmaes"}},
+     ["scheduler.type: pbt", "search.algorithm: cmaes", "set search.algorithm: random"]),
     ("metric-not-reported-by-task", {"metric": "eval_f1"},
      ["metric: 'eval_f1' is never reported by the causal_lm trainable",
       "'eval_loss'", "'eval_perplexity'", "'eval_token_accuracy'"]),
@@ -190,6 +220,17 @@ def test_good_minimal_config_loads(make_config):
     assert config.search.algorithm == "hyperopt"
     assert config.mode == "min"
     assert config.name is None and config.base_dir is None  # dict configs get no defaults
+
+
+@pytest.mark.parametrize("algorithm", ["cmaes", "nsga2"])
+def test_evolutionary_searchers_accept_mixed_spaces(make_config, algorithm):
+    """A choice next to numeric dimensions is fine: NSGA-II crosses it over, CMA-ES samples it
+    at random (README, Search)."""
+    config = make_config(num_samples=16, search={"algorithm": algorithm, "population_size": 4},
+                         search_space={LR: {"type": "loguniform", "low": 1e-5, "high": 1e-3},
+                                       "lora.r": {"type": "choice", "values": [4, 8]}})
+
+    assert config.search.algorithm == algorithm and config.search.population_size == 4
 
 
 def test_config_error_is_a_value_error():
