@@ -9,6 +9,8 @@ from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import load_config
 
 _SET_HELP = "Override a config value, e.g. --set train.max_steps=50 (repeatable)."
+_VERBOSE_HELP = ("Print Ray's own output (its logs, every trial's stdout/stderr) here "
+                 "instead of EXPERIMENT/logs/ray.log.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,12 +23,13 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, help=_SET_HELP)
 @click.option("--address", default=None, help="Ray cluster address; `auto`: a `ray start` "
               "cluster on this machine (default: RAY_ADDRESS, else a new local Ray).")
-def run(config: str, overrides: tuple[str, ...], address: str | None) -> None:
+@click.option("--verbose", is_flag=True, help=_VERBOSE_HELP)
+def run(config: str, overrides: tuple[str, ...], address: str | None, verbose: bool) -> None:
     """Run the sweep in CONFIG and print the best trial."""
     from orchestrator.run.launch import launch
 
     with user_errors():  # config, leakage, storage, an existing experiment, a stalled sweep
-        launch(config, list(overrides), address=address)
+        launch(config, list(overrides), address=address, verbose=verbose)
 
 
 @main.command()
@@ -96,12 +99,14 @@ def results(experiment: str, all_columns: bool) -> None:
 @click.option("--address", default=None, help="Ray cluster address; `local` starts a new Ray.")
 @click.option("--restart-errored", is_flag=True,
               help="Start errored trials from scratch instead of from their checkpoints.")
-def resume(experiment: str, address: str | None, restart_errored: bool) -> None:
+@click.option("--verbose", is_flag=True, help=_VERBOSE_HELP)
+def resume(experiment: str, address: str | None, restart_errored: bool, verbose: bool) -> None:
     """Continue the interrupted sweep in EXPERIMENT (folder or s3:// URI)."""
     from orchestrator.run.resume import resume as resume_sweep
 
     with user_errors():  # config, storage, unrecoverable state, a stalled sweep
-        resume_sweep(experiment, address=address, restart_errored=restart_errored)
+        resume_sweep(experiment, address=address, restart_errored=restart_errored,
+                     verbose=verbose)
 
 
 def _register_optional_commands() -> None:

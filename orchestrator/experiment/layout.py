@@ -7,6 +7,7 @@ and `checkpoint_*/`):
     leakage.json         held-out texts also found in train (launch)
     test_results.json    the top trials scored on the test split (sweep test)
     forgetting.json      general-text loss, tuned against base (sweep report --forgetting)
+    logs/ray.log         what Ray printed: its driver logs, the trials' stdout/stderr (launch)
 
 An export folder carries `sweep_export.json` (sweep export / sweep soup).
 """
@@ -17,4 +18,5 @@ LEAKAGE_FILE = "leakage.json"
 TEST_RESULTS_FILE = "test_results.json"
 FORGETTING_FILE = "forgetting.json"
 EXPORT_INFO_FILE = "sweep_export.json"
+RAY_LOG_FILE = ("logs", "ray.log")  # parts below the experiment (orchestrator.run.ray_log)
 TUNE_STATE_PREFIX = "experiment_state-"  # Tune's snapshots: experiment_state-<session>.json

@@ -32,6 +32,7 @@ from orchestrator.run.leakage import (
     format_leakage_warning,
 )
 from orchestrator.run.preflight import Plan, build_plan
+from orchestrator.run.ray_log import RayLog, tune_console_off
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,14 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray(address: str | None = None, *, quiet: bool = False) -> None:
     """Connect to Ray the way Ray itself does, so `launch()` uses the cluster the user is on.
 
     `address=None`: the cluster in RAY_ADDRESS, else a new local Ray for this process (the
     embedded default). `"auto"`: a cluster started with `ray start` on this machine. `"local"`:
     always a new one. (Ray's own default would also follow a `ray_current_cluster` file left in
-    /tmp by any earlier cluster, and hang forever when that cluster is gone.)
+    /tmp by any earlier cluster, and hang forever when that cluster is gone.) `quiet`: trials
+    draw no progress bars (model loading, saving), which would fill Ray's log with redraws.
     """
     import ray
 
@@ -59,6 +61,8 @@ def ensure_ray(address: str | None = None) -> None:
         # Library deprecation chatter from every trial buries the progress view.
         "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
     }}
+    if quiet:
+        runtime_env["env_vars"]["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' too
     kwargs: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": True}
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":
@@ -197,11 +201,14 @@ def launch(
     *,
     address: str | None = None,
     live: bool | None = None,
+    verbose: bool = False,
 ) -> SweepResult:
     """Run a sweep and return its results.
 
     `config`: a YAML path, a dict, or a `SweepConfig`. Runs on the Ray this process is
-    connected to (or `address`), else starts a local Ray.
+    connected to (or `address`), else starts a local Ray. Ray's own output goes to
+    `EXPERIMENT/logs/ray.log` (see `orchestrator.run.ray_log`); `verbose=True` leaves it on the
+    console.
 
     >>> from orchestrator import launch
     >>> result = launch("examples/quickstart.yaml")  # doctest: +SKIP
@@ -213,7 +220,19 @@ def launch(
         cfg.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     if cfg.base_dir is None:
         cfg.base_dir = os.getcwd()
-    ensure_ray(address)
+    with RayLog(verbose, title=f"sweep run {cfg.name}") as ray_log:
+        result = _run(cfg, address, live, ray_log)
+    print(result.summary(), flush=True)
+    if ray_log.location:
+        print(f"Ray's log:       {ray_log.location}", flush=True)
+    return result
+
+
+def _run(cfg: SweepConfig, address: str | None, live: bool | None,
+         ray_log: RayLog) -> SweepResult:
+    assert cfg.name is not None
+    ensure_ray(address, quiet=not ray_log.verbose)
+    ray_log.capture_workers()
     import ray
 
     storage = prepare_storage(cfg, ray.nodes())
@@ -222,9 +241,14 @@ def launch(
     out = storage.uri_of(cfg.name)
     storage.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
                        cfg.name, SWEEP_CONFIG_FILE)
+    ray_log.attach(out)  # the folder is this sweep's own from here on
     if leakage is not None:
         storage.write_text(json.dumps(leakage.to_dict(), indent=2), cfg.name, LEAKAGE_FILE)
     print(f"Experiment: {out}\nData: {json.dumps(plan.data.summary())}", flush=True)
+    if cfg.logging.tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {out}", flush=True)
+    if ray_log.location:
+        print(f"Ray's output: {ray_log.location} (--verbose prints it here)", flush=True)
     if cfg.baseline:
         started = time.monotonic()
         baseline = measure_baseline(cfg, plan)
@@ -232,8 +256,7 @@ def launch(
         print(f"Untrained model: {cfg.metric}={baseline[cfg.metric]:.4f} "
               f"({time.monotonic() - started:.0f}s)", flush=True)
     watchdog.clear()
-    build_tuner(cfg, plan, storage, live=live).fit()
+    with tune_console_off():
+        build_tuner(cfg, plan, storage, live=live).fit()
     watchdog.raise_if_stalled(out)  # its state is saved: `sweep resume` continues it
-    result = load_results(out)
-    print(result.summary(), flush=True)
-    return result
+    return load_results(out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.errors import ConfigError, UserError
 from orchestrator.experiment.results import (
@@ -21,6 +21,10 @@ from orchestrator.experiment.results import (
     tune_state_files,
 )
 from orchestrator.experiment.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from orchestrator.config.schema import SweepConfig
+    from orchestrator.run.ray_log import RayLog
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,30 @@ def repair_experiment_state(storage: Storage) -> list[str]:
     return moved
 
 
-def resume(experiment: str, *, address: str | None = None,
-           restart_errored: bool = False) -> SweepResult:
-    """Continue the sweep stored at `experiment` (a folder or s3:// URI) and return results."""
+def resume(experiment: str, *, address: str | None = None, restart_errored: bool = False,
+           verbose: bool = False) -> SweepResult:
+    """Continue the sweep stored at `experiment` (a folder or s3:// URI) and return results.
+
+    Ray's output is appended to `EXPERIMENT/logs/ray.log`; `verbose=True` leaves it on the
+    console (see `orchestrator.run.ray_log`).
+    """
+    from orchestrator.run.ray_log import RayLog
+
+    storage = open_storage(experiment)
+    config = read_sweep_config(storage)
+    if config is None:
+        raise ResumeError(f"{storage.uri}: no sweep_config.yaml; is this made by `sweep run`?")
+    with RayLog(verbose, title=f"sweep resume {storage.uri}") as ray_log:
+        ray_log.attach(storage.uri)  # the experiment's own: its sweep_config.yaml is there
+        result = _resume(storage, config, address, restart_errored, ray_log)
+    print(result.summary(), flush=True)
+    if ray_log.location:
+        print(f"Ray's log:       {ray_log.location}", flush=True)
+    return result
+
+
+def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_errored: bool,
+            ray_log: RayLog) -> SweepResult:
     import ray
     from ray import tune
 
@@ -70,16 +95,14 @@ def resume(experiment: str, *, address: str | None = None,
     from orchestrator.run import watchdog
     from orchestrator.run.launch import build_trainable, ensure_ray
     from orchestrator.run.preflight import build_plan
+    from orchestrator.run.ray_log import tune_console_off
     from orchestrator.search.space import to_param_space
 
-    storage = open_storage(experiment)
-    config = read_sweep_config(storage)
-    if config is None:
-        raise ResumeError(f"{storage.uri}: no sweep_config.yaml; is this made by `sweep run`?")
     moved = repair_experiment_state(storage)
     if moved:
         print(f"Set aside unreadable experiment state: {moved}", flush=True)
-    ensure_ray(address)
+    ensure_ray(address, quiet=not ray_log.verbose)
+    ray_log.capture_workers()
     problems = check_writable_from_every_node(storage.uri, ray.nodes())
     if problems:
         raise ConfigError(problems, "resume")
@@ -97,8 +120,7 @@ def resume(experiment: str, *, address: str | None = None,
         **restore_kwargs,
     )
     watchdog.clear()
-    tuner.fit()
+    with tune_console_off():
+        tuner.fit()
     watchdog.raise_if_stalled(storage.uri)
-    result = load_results(storage.uri)
-    print(result.summary(), flush=True)
-    return result
+    return load_results(storage.uri)

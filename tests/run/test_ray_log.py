@@ -1,0 +1,149 @@
+"""Ray's output goes to EXPERIMENT/logs/ray.log, not the console: the driver's `ray` loggers
+and the worker output Ray forwards, fed here through Ray's own logger and dispatcher objects
+(no Ray started). The whole path through `sweep run` is in tests/cli/test_quiet_console.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pytest
+import ray
+from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+from orchestrator.config.errors import ConfigError
+from orchestrator.experiment.storage import Storage
+from orchestrator.run import ray_log as ray_log_module
+from orchestrator.run.ray_log import RayLog, tune_console_off, worker_lines
+
+BATCH = {"ip": "10.0.0.2", "pid": 4242, "task_name": "train_causal_lm", "is_err": True,
+         "lines": ["\x1b[36mCheckpoint successfully created at: /x/checkpoint_000000\x1b[0m"]}
+
+
+@pytest.fixture
+def ray_printer(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Ray's console printer for worker output, as `ray.init(log_to_driver=True)` installs it;
+    the caller's Ray session is 'already connected', so the console is given back at the end."""
+    printed: list[Any] = []
+    dispatcher.add_handler("ray_print_logs", printed.append)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    yield printed
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.remove_handler("sweep_ray_log")
+
+
+def test_ray_lines_go_to_the_experiment_log_not_the_console(
+        tmp_path: Path, ray_printer: list[Any], capfd: pytest.CaptureFixture[str]) -> None:
+    ray_logger = logging.getLogger("ray")
+    handlers_before = list(ray_logger.handlers)
+    with RayLog(title="sweep run t") as ray_log:
+        logging.getLogger("ray._private.worker").info("Started a local Ray instance.")
+        ray_log.capture_workers()
+        dispatcher.emit(BATCH)  # before the folder is known: held
+        assert not (tmp_path / "exp").exists()
+        ray_log.attach(str(tmp_path / "exp"))
+        logging.getLogger("ray.tune.tune").info("Wrote the latest version of all result files")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert ray_printer == []  # Ray's own printer never saw the worker output
+    log = tmp_path / "exp" / "logs" / "ray.log"
+    assert ray_log.location == str(log)
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("=== sweep run t, ")
+    assert "INFO ray._private.worker: Started a local Ray instance." in lines[1]
+    assert lines[2] == ("(train_causal_lm pid=4242, ip=10.0.0.2) stderr Checkpoint "
+                        "successfully created at: /x/checkpoint_000000")
+    assert "Wrote the latest version" in lines[3]
+    # The caller's Ray session gets its console back.
+    assert ray_logger.handlers == handlers_before
+    dispatcher.emit(BATCH)
+    assert ray_printer == [BATCH]
+
+
+def test_a_resumed_sweep_appends(tmp_path: Path, ray_printer: list[Any]) -> None:
+    for title in ("sweep run t", "sweep resume t"):
+        with RayLog(title=title) as ray_log:
+            ray_log.attach(str(tmp_path))
+            logging.getLogger("ray.tune").warning(title)
+    text = (tmp_path / "logs" / "ray.log").read_text()
+    assert text.index("=== sweep run t") < text.index("=== sweep resume t")
+    assert text.count("WARNING ray.tune:") == 2
+
+
+def test_lines_before_a_failure_are_printed_unless_the_user_erred(
+        tmp_path: Path, ray_printer: list[Any], capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RuntimeError), RayLog():
+        logging.getLogger("ray").warning("GCS is not reachable")
+        raise RuntimeError("ray.init failed")
+    assert "GCS is not reachable" in capfd.readouterr().err  # what Ray said may be why
+    with pytest.raises(ConfigError), RayLog():
+        logging.getLogger("ray").warning("Started a local Ray instance.")
+        raise ConfigError(["name: already exists"], "sweep")
+    assert capfd.readouterr().err == ""  # the error message says it all
+
+
+def test_verbose_leaves_the_console_alone(tmp_path: Path, ray_printer: list[Any]) -> None:
+    handlers_before = list(logging.getLogger("ray").handlers)
+    with RayLog(verbose=True) as ray_log:
+        assert logging.getLogger("ray").handlers == handlers_before
+        ray_log.capture_workers()
+        ray_log.attach(str(tmp_path))
+        dispatcher.emit(BATCH)
+    assert ray_printer == [BATCH] and ray_log.location is None
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_ray_started_for_the_sweep_keeps_logging_to_the_file(
+        tmp_path: Path, ray_printer: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # launch() will start Ray
+    with RayLog() as ray_log:
+        ray_log.capture_workers()
+        ray_log.attach(str(tmp_path))
+    dispatcher.emit(BATCH)  # a trial's last lines arrive after the sweep's end
+    try:
+        assert ray_printer == []
+        assert "Checkpoint successfully created" in (tmp_path / "logs" / "ray.log").read_text()
+    finally:
+        ray_log._give_back_console()
+
+
+def test_object_storage_log_is_written_here_and_uploaded(
+        tmp_path: Path, ray_printer: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    remote = Storage(uri="s3://sweeps/exp?region=x",
+                     fs=pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem()),
+                     root="sweeps/exp")
+    monkeypatch.setattr(ray_log_module, "open_storage", lambda uri: remote)
+    monkeypatch.setattr(ray_log_module.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    for title in ("sweep run exp", "sweep resume exp"):
+        with RayLog(title=title) as ray_log:
+            ray_log.attach("s3://sweeps/exp?region=x")
+            logging.getLogger("ray").info(f"{title} said this")
+    assert ray_log.location == "s3://sweeps/exp/logs/ray.log?region=x"
+    assert ray_log.local_path == tmp_path / "tmp" / "sweep-logs" / "exp" / "ray.log"
+    uploaded = (bucket / "sweeps" / "exp" / "logs" / "ray.log").read_text()
+    assert uploaded.index("sweep run exp said this") < uploaded.index("sweep resume exp said")
+
+
+def test_worker_lines_are_prefixed_like_rays_console() -> None:
+    assert worker_lines({**BATCH, "is_err": False, "task_name": None, "actor_name": "Trial",
+                         "lines": ["a", "b\r"]}) == ["(Trial pid=4242, ip=10.0.0.2) a",
+                                                     "(Trial pid=4242, ip=10.0.0.2) b"]
+    assert worker_lines({"pid": "raylet", "ip": "1.2.3.4", "lines": ["x"]}) == [
+        "(raylet, ip=1.2.3.4) x"]
+
+
+def test_tune_console_off_sets_the_legacy_engine_only_during_fit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    with tune_console_off():
+        assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
+    assert "RAY_AIR_NEW_OUTPUT" not in os.environ
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "1")
+    with tune_console_off():
+        pass
+    assert os.environ["RAY_AIR_NEW_OUTPUT"] == "1"
