@@ -68,29 +68,53 @@ def evaluate_command(experiment: str, top_k: int, test_data: str | None,
         click.echo(f"Written: {open_storage(report.experiment_path).uri_of(TEST_RESULTS_FILE)}")
 
 
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None
+            ) -> list[float] | None:
+    """`0.25,0.5,0.75` -> [0.25, 0.5, 0.75]."""
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or a comma-separated list of "
+                                 "numbers; e.g. 0.5 or 0.25,0.5,0.75") from None
+
+
+def _ids(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
 @click.command("soup")
 @click.argument("experiment")
-@click.option("--top-k", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Ingredients: the best K trials.")
-@click.option("--method", type=click.Choice(["uniform", "greedy", "ties"]), default="uniform",
-              show_default=True, help="uniform: average every update; greedy: add the next-best "
-              "trial only if validation improves; ties: TIES-merging of the LoRA updates.")
+@click.option("--top-k", type=click.IntRange(min=2), default=None,
+              help="Ingredients: the best K trials.  [default: 3; slerp: 2]")
+@click.option("--method", type=click.Choice(["uniform", "greedy", "ties", "slerp"]),
+              default="uniform", show_default=True, help="uniform: average every update; "
+              "greedy: add the next-best trial only if validation improves; ties: TIES-merging "
+              "of the LoRA updates; slerp: spherical interpolation of two trials' updates.")
 @click.option("--density", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.2,
               show_default=True, help="ties: share of each update kept (higher: closer to "
               "uniform, more interference).")
+@click.option("--t", "t_values", default=None, callback=_floats, metavar="T[,T...]",
+              help="slerp: where between the two trials (0: the first, 1: the second); a list "
+              "(0.25,0.5,0.75) scores each on validation and keeps the best.  [default: 0.5]")
+@click.option("--trials", default=None, callback=_ids, metavar="A,B",
+              help="slerp: the two trial ids to interpolate (default: the sweep's top 2).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Export the soup here (same layout as `sweep export --merge`).")
 @click.option("--test", "test_data", type=click.Path(exists=True, dir_okay=False),
               default=None, help=_TEST_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace what --out already holds.")
-def soup_command(experiment: str, top_k: int, method: str, density: float, out: str | None,
+def soup_command(experiment: str, top_k: int | None, method: str, density: float,
+                 t_values: list[float] | None, trials: list[str] | None, out: str | None,
                  test_data: str | None, overwrite: bool) -> None:
-    """Combine the top-k LoRA trials of EXPERIMENT into one model (a model soup) and compare
-    it with the best single trial on validation and test."""
+    """Combine the top-k trials of EXPERIMENT into one model (a model soup), or interpolate
+    two of them (slerp), and compare it with the best single trial on validation and test."""
     from orchestrator.post.soup import make_soup
 
     soup = _run(lambda: make_soup(experiment, top_k, method, out=out, density=density,
-                                  test_data=test_data, overwrite=overwrite))
+                                  t=t_values, trials=trials, test_data=test_data,
+                                  overwrite=overwrite))
     click.echo(soup.summary())
 
 

@@ -244,3 +244,56 @@ def test_classifier_soup_averages_heads_and_loads_plainly(cls_sweep, tmp_path: P
     data = load_eval_data(cls_sweep.config)
     assert data.evaluate(model, "validation")["eval_f1"] == pytest.approx(
         soup.validation["eval_f1"], rel=1e-6)
+
+
+def test_slerp_of_the_top_two_scores_each_t_and_exports_the_best(lm_sweep, tiny_lm_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """`sweep soup --method slerp --t 0,0.5,0.75`: t = 0 is the best trial itself, each t is
+    scored on validation, the best is kept and exported as W0 + slerp(t; dW_1, dW_2)."""
+    from transformers import AutoModelForCausalLM
+
+    from orchestrator.post.slerp import slerp
+
+    out = tmp_path / "slerp"
+    result = _cli("soup", lm_sweep.experiment_path, "--method", "slerp", "--t", "0,0.5,0.75",
+                  "--out", str(out))
+    assert result.exit_code == 0, result.output
+    top = ranked_checkpoints(lm_sweep, 2)
+    info = json.loads((out / EXPORT_INFO_FILE).read_text())
+    soup = info["soup"]
+    assert soup["method"] == "slerp" and soup["ingredients"] == [c.trial_id for c in top]
+    steps = soup["slerp_steps"]
+    assert [s["t"] for s in steps] == [0.0, 0.5, 0.75]
+    assert steps[0]["eval_loss"] == pytest.approx(
+        info["best_single"]["validation"]["eval_loss"], rel=1e-6)
+    best = min(steps, key=lambda s: s["eval_loss"])
+    assert soup["t"] == best["t"] and [s["kept"] for s in steps] == [s is best for s in steps]
+    assert info["validation_metrics"]["eval_loss"] == pytest.approx(best["eval_loss"])
+    assert soup["weights"] == [pytest.approx(1 - best["t"]), pytest.approx(best["t"])]
+    for t in ("t=0 ", "t=0.5 ", "t=0.75 "):
+        assert f"slerp: {t}" in result.output
+
+    key = "base_model.model.model.layers.0.self_attn.q_proj"
+    updates = []
+    for member in top:
+        config = json.loads((Path(member.uri) / ADAPTER_DIR / "adapter_config.json").read_text())
+        adapter = load_file(str(Path(member.uri) / ADAPTER_DIR / "adapter_model.safetensors"))
+        updates.append(adapter[f"{key}.lora_B.weight"] @ adapter[f"{key}.lora_A.weight"]
+                       * (config["lora_alpha"] / config["r"]))
+    expected = load_file(str(tiny_lm_dir / "model.safetensors"))[
+        "model.layers.0.self_attn.q_proj.weight"] + slerp(best["t"], *updates)[0]
+    exported = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert torch.allclose(exported.model.layers[0].self_attn.q_proj.weight, expected, atol=1e-6)
+
+
+def test_slerp_of_named_trials_keeps_their_order(lm_sweep) -> None:
+    first, _, third = ranked_checkpoints(lm_sweep, 3)
+    soup = make_soup(lm_sweep, method="slerp", trials=[third.trial_id, first.trial_id], t=0.25)
+    assert soup.ingredients == [third.trial_id, first.trial_id]
+    assert soup.t == 0.25 and soup.weights == [0.75, 0.25]
+    assert soup.best_single["trial_id"] == first.trial_id  # the better-ranked of the two
+    assert soup.best_single["validation"]["eval_loss"] == pytest.approx(lm_sweep.best_value,
+                                                                        rel=1e-5)
+    assert "SLERP of" in soup.summary() and "soup (slerp t=0.25)" in soup.summary()
+    with pytest.raises(TrialNotFoundError, match="no-such-trial"):
+        make_soup(lm_sweep, method="slerp", trials=[first.trial_id, "no-such-trial"])
