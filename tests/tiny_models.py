@@ -28,16 +28,22 @@ def make_tokenizer(folder: Path, *, with_pad: bool) -> None:
     tok.save_pretrained(folder)
 
 
-def make_tiny_causal_lm(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama whose tokenizer has no pad token (the loader must handle that)."""
+def make_tiny_causal_lm(folder: Path, seed: int = 0, *, hidden_size: int = 32,
+                        intermediate_size: int = 64, num_layers: int = 2) -> Path:
+    """A 2-layer Llama whose tokenizer has no pad token (the loader must handle that).
+
+    Wider or deeper on request, e.g. hidden 512 x 4 layers (12.7M parameters, 51 MB) where a
+    test needs a model whose memory stands out from the Python process's own.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     make_tokenizer(folder, with_pad=False)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(CHARS) + 8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        vocab_size=len(CHARS) + 8, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256,
         eos_token_id=1, bos_token_id=1, pad_token_id=None,
     )
     LlamaForCausalLM(config).save_pretrained(folder)

@@ -25,7 +25,7 @@ from trainables.config import TrainConfig, TrialSpec
 from trainables.data import PreparedData
 from trainables.distributed import SINGLE, Rank
 from trainables.evaluation import collate, evaluate
-from trainables.runtime import pick_device, seed_everything
+from trainables.runtime import PeakMemory, pick_device, seed_everything, watch_for_release
 
 Report = Callable[[dict[str, float], Path], None]
 
@@ -148,7 +148,9 @@ def fit(
     resume_from: Path | None = None,
     rank: Rank = SINGLE,
 ) -> dict[str, float]:
+    memory = PeakMemory(pick_device())  # from before the model loads
     s = setup(spec, data, pad_id)
+    watch_for_release(s.model)
     train = spec.train
     progress = _restore(s, spec, resume_from, rank)
     forward = (distributed.wrap(s.model, s.device, static_graph=train.gradient_checkpointing)
@@ -206,6 +208,7 @@ def fit(
                 micro_in_step = 0
                 _optimizer_step(s, train.max_grad_norm)
                 progress.step += 1
+                memory.sample()
             window_time += time.perf_counter() - t0
             if micro_in_step == 0 and (
                 progress.step % train.eval_every_steps == 0 or progress.step >= s.total_steps
@@ -224,6 +227,7 @@ def fit(
                         / len(data.train),
                         "learning_rate": s.scheduler.get_last_lr()[0],
                         "world_size": rank.world_size,
+                        **memory.metrics(),
                     }
                     with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
                         checkpointing.save(

@@ -24,7 +24,7 @@ from trainables import checkpointing
 from trainables.config import REPORTED_METRICS, TrialSpec, merge_trial_config
 from trainables.data import PreparedData
 from trainables.loop import DivergedError, fit
-from trainables.runtime import threads_for_trial
+from trainables.runtime import release_memory, threads_for_trial
 from trainables.workers import data_parallel
 
 log = logging.getLogger(__name__)
@@ -128,3 +128,6 @@ def run_trial(config: dict[str, Any], *, spec: TrialSpec, data: PreparedData,
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         tune.report({**_failure_report(trial, "infeasible", err), **where})
+    # Not in a `finally`: a trial stopped by the scheduler leaves through SystemExit, whose
+    # traceback still holds the model; the next trial's start (loop.fit) releases that one.
+    release_memory()

@@ -118,6 +118,13 @@ def _checkpoint_reports(trial: Any, metric: str) -> list[tuple[float, dict[str, 
     return out
 
 
+def _peak_memory(history: pd.DataFrame) -> dict[str, float]:
+    """A trial's peak memory over its reports (`trainables.runtime.PeakMemory`: RSS, and CUDA
+    on GPU, in MiB); over all reports, since a retried trial's new process counts afresh."""
+    return {key: float(history[key].max()) for key in ("peak_rss_mb", "peak_cuda_mb")
+            if key in history and history[key].notna().any()}
+
+
 def read_sweep_config(experiment: Storage) -> SweepConfig | None:
     if not experiment.exists(SWEEP_CONFIG_FILE):
         return None
@@ -182,6 +189,7 @@ def load_results(experiment_path: str | Path) -> SweepResult:
             f"last_{metric}": last.get(metric),
             "diverged": bool(last.get("diverged", False)),
             "infeasible": bool(last.get("infeasible", False)),
+            **_peak_memory(history),
             "node_ip": last.get("node_ip"),
             "node_id": last.get("node_id"),
         }

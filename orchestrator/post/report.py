@@ -210,7 +210,8 @@ def build_report(result: SweepResult, histories: dict[str, pd.DataFrame], *,
         body.append(f'<p class="note">{_esc(importance.note)}</p>')
     body.append(f"<h2>Best trials (top {min(top, len(trials))} of {len(trials)})</h2>")
     shown = ["trial_id", "status", *params, metric_column, f"last_{result.metric}", "last_step",
-             "total_steps", "stopped_early", "overfitting", "underfitting"]
+             "total_steps", "stopped_early", "overfitting", "underfitting", "peak_rss_mb",
+             "peak_cuda_mb"]
     body.append(_table(trials[[c for c in shown if c in trials]].head(top)))
     body.append("<h2>Quality checks</h2>")
     body.append(_quality_section(trials, leakage, forgetting))
