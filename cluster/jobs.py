@@ -71,13 +71,19 @@ def auth_headers() -> dict[str, str]:
     token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
     path = os.environ.get("RAY_AUTH_TOKEN_PATH")
     if not token and path:
-        token = Path(path).expanduser().read_text().strip()
+        token_file = Path(path).expanduser()
+        if not token_file.is_file():
+            raise ClusterError(
+                f"RAY_AUTH_TOKEN_PATH={path!r} does not exist; point it at the cluster's token "
+                "file (`python -m cluster.local up` prints it for a local cluster), or unset it"
+            )
+        token = token_file.read_text().strip()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 @contextlib.contextmanager
 def _errors(address: str) -> Iterator[None]:
-    from ray.exceptions import AuthenticationError
+    from ray.exceptions import AuthenticationError, RpcError
 
     try:
         yield
@@ -92,6 +98,11 @@ def _errors(address: str) -> Iterator[None]:
             f"cannot reach the Ray Jobs API at {address} ({err}); is the cluster up? Use the "
             "dashboard address, e.g. --address http://HEAD:8265, not the GCS port"
         ) from None
+    except RpcError as err:  # HOST:PORT is taken for a GCS address, asked for the dashboard's
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({err}); is it up? Give the Ray Jobs API "
+            "(dashboard) address, e.g. --address http://HEAD:8265"
+        ) from None
     except RuntimeError as err:  # how Ray's Jobs client reports a refused request
         if isinstance(err, ClusterError):
             raise
@@ -101,9 +112,31 @@ def _errors(address: str) -> Iterator[None]:
         ) from err
 
 
+def check_address(address: str) -> None:
+    """The forms Ray's Jobs client takes: http(s)://HOST:PORT (the dashboard), HOST:PORT (a GCS
+    address, asked for the dashboard's) and `auto`; anything else fails only after a timeout."""
+    example = "--address http://HEAD:8265"
+    scheme, sep, _ = address.partition("://")
+    if sep and scheme == "ray":
+        raise ClusterError(f"--address {address!r} is a Ray Client address; jobs go to the Ray "
+                           f"Jobs API, which is the dashboard's address: {example}")
+    if sep and scheme not in ("http", "https"):
+        raise ClusterError(f"--address {address!r}: the Ray Jobs API is reached over http, "
+                           f"e.g. {example}")
+    if sep or address == "auto":
+        return
+    host, colon, port = address.rpartition(":")
+    if "/" in address or not host or not port.isdigit():
+        fix = (f"--address http://{address}:8265" if not colon and "/" not in address
+               else example)
+        raise ClusterError(f"--address {address!r} is not an address of the Ray Jobs API"
+                           f"{' (no port)' if not colon else ''}; write it as {fix}")
+
+
 def _client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
+    check_address(address)
     with _errors(address):
         return JobSubmissionClient(address, headers=auth_headers())
 

@@ -280,8 +280,10 @@ _STATE_OPTION = click.option("--state-dir", type=click.Path(file_okay=False), de
 
 
 @main.command()
-@click.option("--workers", default=1, show_default=True, help="Worker nodes besides the head.")
-@click.option("--cpus-per-node", default=1.0, show_default=True, help="CPUs each node offers.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Worker nodes besides the head.")
+@click.option("--cpus-per-node", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="CPUs each node offers.")
 @_STATE_OPTION
 def up(workers: int, cpus_per_node: float, state_dir: str | None) -> None:
     """Start the cluster; print `export` lines (stdout) for `eval "$(... up)"`."""

@@ -8,18 +8,57 @@ changed (`merge_trial_config`).
 
 from __future__ import annotations
 
+import os
 import string
+import types
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Task = Literal["causal_lm", "sequence_classification"]
+SEED_MAX = 2**32 - 1  # numpy's and hyperopt's seeds must fit 32 bits
+
+
+def _number_types(annotation: Any) -> tuple[bool, bool]:
+    """(every non-null type of `annotation` is int or float, null is allowed)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if union else (annotation,)
+    kinds = [a for a in args if a is not type(None)]
+    return bool(kinds) and all(a in (int, float) for a in kinds), len(kinds) < len(args)
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors (with a "did you mean" added by the loader), never ignored."""
+    """Unknown keys are errors (with a "did you mean" added by the loader), never ignored.
+    NaN and infinity are never valid numbers, nor is `true`/`false` where a number goes
+    (pydantic alone would read `max_grad_norm: false` as 0.0)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            numeric, nullable = _number_types(cls.model_fields[info.field_name].annotation)
+            if numeric:
+                raise ValueError(
+                    f"{str(value).lower()} is a yes/no value where a number goes; write a number"
+                    + (" (or null: see the field's description)" if nullable else "")
+                )
+        return value
+
+
+def _not_blank(value: str, what: str) -> str:
+    if not value.strip():
+        raise ValueError(f"is empty; give {what}")
+    return value
 
 
 class ModelConfig(StrictModel):
@@ -34,12 +73,29 @@ class ModelConfig(StrictModel):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub repo.")
 
+    @field_validator("path")
+    @classmethod
+    def _a_folder(cls, path: str) -> str:
+        _not_blank(path, "a local folder, a hub id or pkg://PACKAGE/folder")
+        if path.lower().endswith(".gguf"):
+            folder, name = os.path.split(path.rstrip("/"))
+            raise ValueError(
+                f"{path!r} is a GGUF file; point model.path at its folder and name the file: "
+                f"model.path: {folder or '.'} and model.gguf_file: {name}"
+            )
+        return path
+
 
 class TextLabelFiles(StrictModel):
     """A split stored as two aligned files: one text per line, one integer label per line."""
 
     text: str
     labels: str
+
+    @field_validator("text", "labels")
+    @classmethod
+    def _a_file(cls, path: str) -> str:
+        return _not_blank(path, "a file with one line per example")
 
 
 SplitSource = str | TextLabelFiles
@@ -62,7 +118,9 @@ class DataConfig(StrictModel):
     validation_fraction: float = Field(
         0.1, gt=0.0, lt=0.5, description="Share of train carved out when no validation is given."
     )
-    split_seed: int = Field(0, description="Seed of that carve-out (same split every run).")
+    split_seed: int = Field(
+        0, ge=0, description="Seed of that carve-out (same split every run)."
+    )
     text_column: str = Field("text", description="Input text (classification, plain-text LM).")
     label_column: str = Field("label", description="Integer or string class label.")
     prompt_template: str | None = Field(
@@ -75,6 +133,14 @@ class DataConfig(StrictModel):
     max_length: int = Field(256, ge=8, description="Tokens per example; longer ones are cut.")
     max_train_examples: int | None = Field(None, ge=1, description="Cap on train rows.")
     max_eval_examples: int | None = Field(None, ge=1, description="Cap on validation/test rows.")
+
+    @field_validator("train", "validation", "test")
+    @classmethod
+    def _a_source(cls, source: SplitSource | None) -> SplitSource | None:
+        if isinstance(source, str):
+            _not_blank(source, "a file (.jsonl/.json/.csv/.parquet), a {text, labels} pair, or "
+                       "the hub split name")
+        return source
 
     @field_validator("prompt_template", "completion_template")
     @classmethod
@@ -95,6 +161,60 @@ class DataConfig(StrictModel):
                              "{{ or }}")
         return template
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        """Settings that would be ignored, or splits that are one file; all reported at once."""
+        problems = []
+        if self.hub_config is not None and self.hub_dataset is None:
+            problems.append(
+                f"data.hub_config: {self.hub_config!r} is set but data.hub_dataset is not, so "
+                "it would be ignored; set data.hub_dataset too, or drop hub_config"
+            )
+        default = type(self).model_fields["completion_template"].default
+        if self.prompt_template is None and self.completion_template != default:
+            problems.append(
+                f"data.completion_template: {self.completion_template!r} is set but "
+                "data.prompt_template is not, so it would be ignored and trials would train on "
+                "data.text_column; set data.prompt_template too (e.g. 'Question: {question}"
+                "\\nAnswer:'), or drop completion_template"
+            )
+        if self.prompt_template is not None and not any(
+                f for _, f, _, _ in string.Formatter().parse(self.completion_template) if f):
+            problems.append(
+                f"data.completion_template: {self.completion_template!r} has no {{column}} "
+                "field, so every example would teach the same completion; name the column to "
+                "learn, e.g. ' {answer}'"
+            )
+        problems += self._same_files()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _same_files(self) -> list[str]:
+        """The same path twice (as written; `prepare_data` also compares the files themselves)."""
+        if self.hub_dataset is not None:
+            return []
+        seen: dict[str, str] = {}
+        problems = []
+        for name in ("train", "validation", "test"):
+            source = getattr(self, name)
+            if not isinstance(source, str):
+                continue
+            key = os.path.normpath(os.path.expanduser(source))
+            if key in seen:
+                problems.append(same_split_message(name, seen[key], repr(source)))
+            else:
+                seen[key] = name
+        return problems
+
+
+def same_split_message(split: str, earlier: str, what: str) -> str:
+    """`data.validation: ... is the same file as data.train ...` with the fix for that split."""
+    return (f"data.{split}: {what} is the same file as data.{earlier}, so "
+            f"{'selection' if split == 'validation' else 'the final score'} would be measured "
+            f"on examples already used; give a held-out file, or drop data.{split}"
+            + (" to carve validation from train" if split == "validation" else ""))
+
 
 class LoraConfig(StrictModel):
     r: int = Field(8, ge=1, le=1024, description="Adapter rank: higher, more capacity and memory.")
@@ -104,6 +224,20 @@ class LoraConfig(StrictModel):
         "all-linear", description="Module names to adapt, or `all-linear`. Every name must "
         "match a module of the model (checked before the sweep)."
     )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _a_list_or_all_linear(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "all-linear":
+            hint = (" (did you mean 'all-linear'?)"
+                    if value.replace("_", "-").lower() in ("all-linear", "alllinear", "all")
+                    else "")
+            example = "[q_proj, v_proj]" if hint else f"[{value}]"
+            raise ValueError(
+                f"{value!r} is neither all-linear nor a list{hint}; write all-linear, or a list "
+                f"of module names, e.g. {example}"
+            )
+        return value
 
     @field_validator("target_modules")
     @classmethod
@@ -142,7 +276,9 @@ class TrainConfig(StrictModel):
         "fp32", description="fp16 needs a GPU; bf16 works on CPU and Ampere+ GPUs."
     )
     gradient_checkpointing: bool = Field(False, description="Less memory, ~30% slower steps.")
-    seed: int = Field(42, description="Seeds init, data order and dropout (exact resumes).")
+    seed: int = Field(
+        42, ge=0, le=SEED_MAX, description="Seeds init, data order and dropout (exact resumes)."
+    )
     finetune: Literal["lora", "full"] = Field(
         "lora", description="lora: train adapters (the `lora` section); full: every weight."
     )

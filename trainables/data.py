@@ -6,6 +6,8 @@ store, so trials neither re-read nor re-tokenize the data.
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import string
 from collections.abc import Collection
@@ -13,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.config import DataConfig, SplitSource, Task, TextLabelFiles
+from trainables.config import (
+    DataConfig,
+    SplitSource,
+    Task,
+    TextLabelFiles,
+    same_split_message,
+)
 
 IGNORE_INDEX = -100
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -46,14 +54,53 @@ class PreparedData:
         }
 
 
+def _local_path(base_dir: Path, source: str) -> Path:
+    return base_dir / os.path.expanduser(source)
+
+
+def _a_file(path: Path, where: str) -> None:
+    if not path.exists():
+        raise DataError(f"{where}: file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"{where}: {str(path)!r} is a folder, not a file; point it at a "
+                        ".jsonl, .json, .csv or .parquet file (or a {text, labels} file pair)")
+
+
+def _not_utf8(path: Path, where: str, offset: int, byte: int) -> DataError:
+    return DataError(f"{where}: {str(path)!r} is not UTF-8 text (byte {byte:#04x} at offset "
+                     f"{offset}); re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE)")
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """(offset, value) of the first byte that is not UTF-8, reading the file in chunks."""
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            pending = len(decoder.getstate()[0])  # a character split across chunks
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                return offset - pending + err.start, err.object[err.start]
+            offset += len(chunk)
+    return None
+
+
+def _read_lines(path: Path, where: str) -> list[str]:
+    _a_file(path, where)
+    try:  # utf-8-sig: a byte-order mark (Notepad) must not become part of the first line
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, where, err.start, err.object[err.start]) from None
+
+
 def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[dict[str, Any]]:
     if isinstance(source, TextLabelFiles):
-        text_path, label_path = base_dir / source.text, base_dir / source.labels
-        for p, sub in ((text_path, "text"), (label_path, "labels")):
-            if not p.exists():
-                raise DataError(f"data.{field_name}.{sub}: file {str(p)!r} does not exist")
-        texts = text_path.read_text(encoding="utf-8").splitlines()
-        labels = label_path.read_text(encoding="utf-8").splitlines()
+        text_path = _local_path(base_dir, source.text)
+        label_path = _local_path(base_dir, source.labels)
+        texts = _read_lines(text_path, f"data.{field_name}.text")
+        labels = _read_lines(label_path, f"data.{field_name}.labels")
         if len(texts) != len(labels):
             raise DataError(
                 f"data.{field_name}: {len(texts)} texts but {len(labels)} labels; the two files "
@@ -63,9 +110,8 @@ def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[di
             {"text": t, "label": int(lab) if lab.strip().lstrip("-").isdigit() else lab.strip()}
             for t, lab in zip(texts, labels, strict=True)
         ]
-    path = base_dir / source
-    if not path.exists():
-        raise DataError(f"data.{field_name}: file {str(path)!r} does not exist")
+    path = _local_path(base_dir, source)
+    _a_file(path, f"data.{field_name}")
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(
@@ -78,8 +124,11 @@ def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[di
     from datasets import load_dataset
 
     try:
-        return list(load_dataset(fmt, data_files=str(path), split="train"))
+        rows = list(load_dataset(fmt, data_files=str(path), split="train"))
     except Exception as err:  # a parse error deep in pyarrow: say which file and field
+        undecodable = _first_non_utf8(path) if fmt != "parquet" else None
+        if undecodable is not None:
+            raise _not_utf8(path, f"data.{field_name}", *undecodable) from None
         where = _first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None
         if where is not None:
             line, problem = where
@@ -90,6 +139,14 @@ def _read_local(source: SplitSource, field_name: str, base_dir: Path) -> list[di
         raise DataError(
             f"data.{field_name}: cannot read {str(path)!r} as {fmt}: {err}; check the file"
         ) from None
+    if (path.suffix.lower() == ".json" and len(rows) == 1 and rows[0]
+            and all(isinstance(v, list) for v in rows[0].values())):
+        raise DataError(
+            f"data.{field_name}: {str(path)!r} holds one JSON object whose values are lists, not "
+            "rows; a .json file must be an array of row objects ([{...}, {...}]), or use JSON "
+            "Lines (.jsonl), one object per line"
+        )
+    return rows
 
 
 def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
@@ -110,15 +167,43 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
     return None
 
 
-def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
+def _read_hub(cfg: DataConfig, split: str, field_name: str) -> list[dict[str, Any]]:
     from datasets import load_dataset
 
     assert cfg.hub_dataset is not None
-    return list(load_dataset(cfg.hub_dataset, cfg.hub_config, split=split))
+    try:
+        return list(load_dataset(cfg.hub_dataset, cfg.hub_config, split=split))
+    except Exception as err:  # offline, a wrong name, config or split: many types
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise DataError(
+            f"data.{field_name}: hub dataset {cfg.hub_dataset!r} (split {split!r}) cannot be "
+            f"loaded ({type(err).__name__}: {first}); check the name, data.hub_config, the split, "
+            "the network and HF_TOKEN, or use local files"
+        ) from None
 
 
-def read_splits(cfg: DataConfig, base_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Raw rows per split; validation carved from train (seeded) when none is given."""
+def _check_distinct_files(cfg: DataConfig, base_dir: Path) -> None:
+    """Two splits that are one file, however the paths are spelled (`./`, `..`, links)."""
+    seen: list[tuple[str, Path]] = []
+    for name in ("train", "validation", "test"):
+        source = getattr(cfg, name)
+        text = source.text if isinstance(source, TextLabelFiles) else source
+        if cfg.hub_dataset is not None or not isinstance(text, str):
+            continue
+        path = _local_path(base_dir, text)
+        if not path.is_file():
+            continue  # reported when the split is read
+        for earlier, other in seen:
+            if os.path.samefile(path, other):
+                raise DataError(same_split_message(name, earlier, repr(str(path))))
+        seen.append((name, path))
+
+
+def read_splits(cfg: DataConfig, base_dir: Path, task: Task | None = None
+                ) -> dict[str, list[dict[str, Any]]]:
+    """Raw rows per split; validation carved from train (seeded) when none is given. With
+    `task`, each split's columns and rows are checked as read (so row numbers are the file's)."""
+    _check_distinct_files(cfg, base_dir)
     splits: dict[str, list[dict[str, Any]]] = {}
     for name in ("train", "validation", "test"):
         source = getattr(cfg, name)
@@ -127,11 +212,14 @@ def read_splits(cfg: DataConfig, base_dir: Path) -> dict[str, list[dict[str, Any
         if cfg.hub_dataset is not None:
             if not isinstance(source, str):
                 raise DataError(f"data.{name}: with hub_dataset set, give the hub split name")
-            splits[name] = _read_hub(cfg, source)
+            splits[name] = _read_hub(cfg, source, name)
         else:
             splits[name] = _read_local(source, name, base_dir)
         if not splits[name]:
             raise DataError(f"data.{name}: the split is empty; point it at a file with rows")
+        if task is not None:
+            check_columns(cfg, task, splits[name], name)
+            check_rows(cfg, task, splits[name], name)
     if "validation" not in splits:
         rows = splits["train"][:]
         random.Random(cfg.split_seed).shuffle(rows)
@@ -176,6 +264,106 @@ def check_columns(cfg: DataConfig, task: Task, rows: list[dict[str, Any]], split
             )
 
 
+def _needed_columns(cfg: DataConfig, task: Task) -> dict[str, str]:
+    """column -> the config field that names it."""
+    if task == "sequence_classification":
+        return {cfg.text_column: "text_column", cfg.label_column: "label_column"}
+    if cfg.prompt_template is None:
+        return {cfg.text_column: "text_column"}
+    return {**{f: "completion_template" for f in _template_fields(cfg.completion_template)},
+            **{f: "prompt_template" for f in _template_fields(cfg.prompt_template)}}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def check_rows(cfg: DataConfig, task: Task, rows: list[dict[str, Any]], split: str) -> None:
+    """Every row has a plain value in each needed column, and there is text to learn from.
+    (A JSON Lines row without a key reads as null; a chat-style list would be trained on as
+    its Python repr.)"""
+    for column, what in _needed_columns(cfg, task).items():
+        missing = [i for i, r in enumerate(rows, start=1) if _missing(r.get(column))]
+        if missing:
+            raise DataError(
+                f"data.{split}: row {missing[0]} has no value for column {column!r} (named by "
+                f"data.{what}); {len(missing)} rows lack it: fill them in or remove those rows"
+            )
+        nested = next(((i, r[column]) for i, r in enumerate(rows, start=1)
+                       if isinstance(r[column], list | dict)), None)
+        if nested is not None:
+            chat = (" (chat-style message lists are not supported: render them into text first)"
+                    if isinstance(nested[1], list) else "")
+            raise DataError(
+                f"data.{split}: column {column!r} (data.{what}) holds a "
+                f"{type(nested[1]).__name__} in row {nested[0]}, not text; point data.{what} at "
+                f"a column of plain values{chat}"
+            )
+    if task == "causal_lm" and cfg.prompt_template is not None:
+        if all(not cfg.completion_template.format(**r).strip() for r in rows):
+            raise DataError(
+                f"data.completion_template: {cfg.completion_template!r} renders to empty text "
+                f"for every {split} row, so there is nothing to learn; check the column it names"
+            )
+    elif all(not str(r[cfg.text_column]).strip() for r in rows):
+        raise DataError(
+            f"data.{split}: column {cfg.text_column!r} (data.text_column) is empty in every row; "
+            "point data.text_column at the column holding the input text"
+        )
+    if task == "sequence_classification":
+        negative = next(((i, r[cfg.label_column]) for i, r in enumerate(rows, start=1)
+                         if _is_int(r[cfg.label_column]) and r[cfg.label_column] < 0), None)
+        if negative is not None:
+            raise DataError(
+                f"data.{split}: label {negative[1]} (row {negative[0]}, column "
+                f"{cfg.label_column!r}) is negative; integer labels are class ids 0..N-1: "
+                "renumber them, or write labels as text"
+            )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_labels(cfg: DataConfig, splits: dict[str, list[dict[str, Any]]]) -> None:
+    """Class labels a classifier can learn: one kind (ids or names), ids 0..N-1 that all
+    occur in train, at least two classes, and no validation/test label that train lacks."""
+    column = cfg.label_column
+    values = [r[column] for rows in splits.values() for r in rows]
+    number = next((v for v in values if _is_int(v)), None)
+    text = next((v for v in values if isinstance(v, str)), None)
+    if number is not None and text is not None:
+        raise DataError(
+            f"data.label_column: labels mix numbers and text (e.g. {number!r} and {text!r} in "
+            f"column {column!r}); write them all one way: class ids 0..N-1, or class names"
+        )
+    train = {r[column] for r in splits["train"]}
+    if len(train) < 2:
+        raise DataError(
+            f"data.train: every example has label {next(iter(train))!r}; a classifier needs at "
+            f"least 2 classes in train; check data.label_column ({column!r}) and the data"
+        )
+    if all(_is_int(v) for v in train):
+        absent = sorted(set(range(max(train) + 1)) - train)
+        if absent:
+            raise DataError(
+                f"data.label_column: integer labels are class ids 0..N-1, but train has no "
+                f"example of {absent} (labels seen in train: {sorted(train)}); renumber them "
+                "(e.g. 1-5 stars -> 0-4), or write labels as text"
+            )
+    for split in ("validation", "test"):
+        unseen = next(((i, r[column]) for i, r in enumerate(splits.get(split, []), start=1)
+                       if r[column] not in train), None)
+        if unseen is not None:
+            where = (f"row {unseen[0]}" if getattr(cfg, split) is not None
+                     else "in the rows carved from data.train")
+            raise DataError(
+                f"data.{split}: label {unseen[1]!r} ({where}) never occurs in data.train "
+                f"(labels there: {sorted(train, key=str)}); a classifier cannot learn a class it "
+                "never sees: fix the label, or add train examples of it"
+            )
+
+
 def texts_of(cfg: DataConfig, task: Task, rows: list[dict[str, Any]]) -> list[str]:
     """The input text of each row, as the model sees it (used for leakage checks and SFT)."""
     if task == "causal_lm" and cfg.prompt_template is not None:
@@ -217,9 +405,11 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
     """Read, check and tokenize the splits. `tokenize` names the splits to tokenize (the others
     come back empty): scoring a finished sweep needs validation and test, not train. Every split
     is still read, so the validation carve-out and the label ids are the sweep's own."""
-    splits = read_splits(cfg, base_dir)
+    splits = read_splits(cfg, base_dir, task)
     for name, rows in splits.items():
         check_columns(cfg, task, rows, name)
+    if task == "sequence_classification":
+        check_labels(cfg, splits)
     wanted = {name: rows for name, rows in splits.items() if name in tokenize}
     if task == "causal_lm":
         tokenized = {name: _tokenize_causal(cfg, tokenizer, rows) for name, rows in wanted.items()}

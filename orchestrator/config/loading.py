@@ -14,8 +14,8 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.config.errors import ConfigError, closest
-from orchestrator.config.schema import SweepConfig
+from orchestrator.config.errors import ConfigError, closest, did_you_mean
+from orchestrator.config.schema import DIMENSION_TYPES, SweepConfig
 
 ConfigSource = str | Path | dict | SweepConfig
 
@@ -112,7 +112,8 @@ def _unwrap(annotation: Any, key: Any) -> Any:
     return annotation
 
 
-def _known_fields(loc: tuple) -> list[str]:
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The config model that holds the fields at `loc` (a section, a dimension...)."""
     current: Any = SweepConfig
     for key in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -121,30 +122,93 @@ def _known_fields(loc: tuple) -> list[str]:
         else:
             current = _unwrap(current, key)
         if current is None:
-            return []
+            return None
     if not (isinstance(current, type) and issubclass(current, BaseModel)):
         current = _unwrap(current, loc[-1] if loc else None)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        return current
+    return None
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def _not_finite(path: str, loc: tuple, value: Any) -> str:
+    """NaN or infinity; where the field takes null, say what null means there."""
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model is not None and loc else None
+    nullable = field is not None and type(None) in typing.get_args(field.annotation)
+    hint = f", or null ({field.description})" if nullable and field is not None else ""
+    return f"{path}: {value} is not a finite number; write a number{hint}"
+
+
+def _homes(key: str, section: tuple) -> list[str]:
+    """Where else `key` is a field: `train.learning_rate` for a top-level `learning_rate`."""
+    if len(section) > 1:
+        return []
+    homes = [f"{name}.{key}" for name, field in SweepConfig.model_fields.items()
+             if (name,) != section and isinstance(field.annotation, type)
+             and issubclass(field.annotation, BaseModel) and key in field.annotation.model_fields]
+    if section and key in SweepConfig.model_fields:
+        homes.append(f"the top level ({key}: ...)")
+    return homes
+
+
+def _dimension_problem(path: str, key: str, kind: str, error: Any) -> str | None:
+    """A search_space entry that is not a dimension, in words instead of pydantic's."""
+    example = "{type: loguniform, low: 1e-5, high: 1e-3}"
+    types_ = ", ".join(repr(t) for t in DIMENSION_TYPES)
+    if kind == "union_tag_invalid":
+        tag = str((error.get("ctx") or {}).get("tag"))
+        return (f"{path}: unknown type {tag!r}{did_you_mean(tag, DIMENSION_TYPES)}; use one of "
+                f"{types_}")
+    if kind == "union_tag_not_found":
+        return f"{path}: needs a `type`, one of {types_}; e.g. {example}"
+    if kind == "model_attributes_type":
+        value = error.get("input")
+        if isinstance(value, list):
+            return (f"{path}: {value!r} is not a dimension; to try these values write "
+                    f"{{type: choice, values: {value!r}}}")
+        return (f"{path}: {value!r} is not a dimension; a dimension is a mapping such as "
+                f"{example}; to fix the value instead, set {key} outside search_space")
+    return None
 
 
 def _format(error: Any) -> list[str]:
     """One line per problem; a cross-field check may carry several, one per line."""
-    loc = tuple(error["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
+    # A union member's class name in the location (`data.train.TextLabelFiles.labels`) is
+    # pydantic's bookkeeping, not a key the user wrote.
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p[:1].isupper()))
     kind = error["type"]
+    if kind == "string_type" and error["loc"][-1:] == ("str",) and isinstance(
+            error.get("input"), dict):
+        return []  # a mapping where a string or a model goes: the model's own errors say why
+    path = ".".join(str(p) for p in loc) or "(top level)"
     if kind == "extra_forbidden":
         options = _known_fields(loc[:-1])
+        homes = _homes(str(loc[-1]), loc[:-1])
+        if homes:
+            return [f"{path}: unknown key here; it belongs at {' or '.join(homes)} (move it)"]
         close = closest(str(loc[-1]), options)
         hint = f"did you mean {close!r}?" if close else f"valid keys: {', '.join(options)}"
         return [f"{path}: unknown key ({hint})"]
+    if kind == "finite_number":
+        return [_not_finite(path, loc, error.get("input"))]
+    if loc[:1] == ("search_space",) and len(loc) == 2:
+        dimension = _dimension_problem(path, str(loc[1]), kind, error)
+        if dimension is not None:
+            return [dimension]
     if kind == "missing":
         return [f"{path}: required, but missing; add it"]
     msg = str(error["msg"]).removeprefix("Value error, ")
     if not loc:
         return msg.splitlines()
     if kind == "value_error":
+        lines = msg.splitlines()
+        if all(line.startswith((f"{path}.", f"{path}:")) for line in lines):
+            return lines  # a section's own cross-field check names the full path itself
         return [f"{path}: {msg}"]
     return [f"{path}: {msg} (got {error.get('input')!r})"]
 
@@ -171,8 +235,13 @@ def load_config(source: ConfigSource, overrides: list[str] | None = None) -> Swe
     path = Path(source)
     if not path.exists():
         raise ConfigError([f"config file {str(path)!r} does not exist"])
+    if path.is_dir():
+        raise ConfigError([f"config file {str(path)!r} is a folder; give the YAML file in it"])
     try:
-        raw = read_yaml(path.read_text()) or {}
+        raw = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                           f"offset {err.start}); re-save it as UTF-8"]) from None
     except DuplicateKeyError as err:
         raise ConfigError([f"{path}: {err}"]) from None
     except yaml.YAMLError as err:

@@ -7,16 +7,19 @@ and where results go. Cross-field rules name both fields and the fix.
 
 from __future__ import annotations
 
+import math
 import re
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from orchestrator.config.errors import did_you_mean
 from orchestrator.config.sections import LoggingConfig, QualityConfig
 from trainables.config import (
     REPORTED_METRICS,
     SEARCHABLE_SECTIONS,
+    SEED_MAX,
     DataConfig,
     LoraConfig,
     ModelConfig,
@@ -28,7 +31,14 @@ from trainables.config import (
 # --- search space dimensions ------------------------------------------------------------------
 
 
-class _Range(StrictModel):
+class _DimensionModel(BaseModel):
+    """StrictModel's rules without its per-field check, which pydantic does not allow on the
+    `type` tag of a discriminated union."""
+
+    model_config = StrictModel.model_config
+
+
+class _Range(_DimensionModel):
     low: float
     high: float
 
@@ -60,7 +70,7 @@ class QUniform(_Range):
     q: float = Field(gt=0, description="Values are rounded to multiples of q.")
 
 
-class RandInt(StrictModel):
+class RandInt(_DimensionModel):
     type: Literal["randint"]
     low: int
     high: int = Field(description="Inclusive upper bound.")
@@ -72,12 +82,12 @@ class RandInt(StrictModel):
         return self
 
 
-class Choice(StrictModel):
+class Choice(_DimensionModel):
     type: Literal["choice"]
     values: list[Any] = Field(min_length=1)
 
 
-class Grid(StrictModel):
+class Grid(_DimensionModel):
     type: Literal["grid"]
     values: list[Any] = Field(min_length=1)
 
@@ -85,6 +95,8 @@ class Grid(StrictModel):
 Dimension = Annotated[
     LogUniform | Uniform | QUniform | RandInt | Choice | Grid, Field(discriminator="type")
 ]
+DIMENSION_TYPES = [typing.get_args(d.model_fields["type"].annotation)[0]
+                   for d in (LogUniform, Uniform, QUniform, RandInt, Choice, Grid)]
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -103,7 +115,7 @@ class SearchConfig(StrictModel):
         "nsga2: optuna's NSGA-II (a genetic algorithm for one metric); random; grid: every "
         "combination."
     )
-    seed: int = Field(0, description="Seeds the search algorithm.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seeds the search algorithm.")
     n_initial_points: int | None = Field(
         None, ge=1, description="Random trials before TPE (or CMA-ES) takes over. Default: "
         "from num_samples for TPE, 1 for cmaes; nsga2's first generation is its random start."
@@ -239,6 +251,29 @@ class SweepConfig(StrictModel):
             )
         return name
 
+    @field_validator("storage_path")
+    @classmethod
+    def _a_storage_path(cls, path: str) -> str:
+        if not path.strip():
+            raise ValueError("is empty; give a folder (e.g. ~/sweep_results) or s3://bucket/prefix")
+        one_slash = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]+):/([^/].*)", path)
+        if one_slash:
+            scheme, rest = one_slash.groups()
+            raise ValueError(
+                f"{path!r} has one slash after `{scheme}:`, so it would be a local folder named "
+                f"{scheme + ':'!r}; write {scheme}://{rest}"
+            )
+        return path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_are_defaults(cls, data: Any) -> Any:
+        """`train:` with every key commented out is YAML's null: it means the defaults (and a
+        required section left empty is reported as missing)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
+        return data
+
     @model_validator(mode="before")
     @classmethod
     def _default_mode(cls, data: Any) -> Any:
@@ -254,7 +289,8 @@ class SweepConfig(StrictModel):
     def _cross_field(self) -> SweepConfig:
         """Every cross-field rule runs; all broken ones are reported together, one per line."""
         problems = (self._check_metric() + self._check_search_space() + self._check_scheduler()
-                    + self._check_resources())
+                    + self._check_resources() + self._check_search()
+                    + self._check_scheduler_settings() + self._check_task_fields())
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -429,12 +465,205 @@ class SweepConfig(StrictModel):
                 f"and train on one (a worker drives one device). For data-parallel training set "
                 f"workers_per_trial: {n} and gpus_per_trial: 1"
             )
+        if r.workers_per_trial == 1 and r.gpus_per_trial > 1 and not r.gpus_per_trial.is_integer():
+            problems.append(
+                f"resources.gpus_per_trial: {r.gpus_per_trial}; above 1 it must be a whole number "
+                "of GPUs (fractions up to 1 share a GPU); for several GPUs per trial set "
+                "workers_per_trial: N and gpus_per_trial: 1"
+            )
+        if self.train.precision == "fp16" and r.gpus_per_trial == 0:
+            problems.append("train.precision: fp16 needs a GPU but resources.gpus_per_trial is 0; "
+                            "use bf16 or fp32 on CPU, or request GPUs")
         return problems
+
+    def _check_task_fields(self) -> list[str]:
+        """Data settings the task's trainable would silently ignore."""
+        if self.task == "sequence_classification" and self.data.prompt_template is not None:
+            return [f"data.prompt_template: {self.data.prompt_template!r} is read only by "
+                    "causal_lm; a sequence_classification trial reads data.text_column (and "
+                    "data.label_column): drop prompt_template, or set text_column"]
+        return []
+
+    def _check_search(self) -> list[str]:
+        """Start-up points, warm-start points and dimension types the searchers would trip on
+        (hyperopt raises on a partial or unknown point) or silently waste trials on."""
+        search, problems = self.search, []
+        n = search.n_initial_points
+        if n is not None and search.algorithm in ("random", "grid"):
+            problems.append(
+                f"search.n_initial_points: {n} is set, but search.algorithm: {search.algorithm} "
+                "has no start-up phase (it never learns from results); drop it"
+            )
+        elif n is not None and search.algorithm in _LEARNING and n >= self.num_samples:
+            problems.append(
+                f"search.n_initial_points: {n} >= num_samples ({self.num_samples}), so every "
+                "trial is a random start-up point and the searcher never learns from results; "
+                f"lower it below {self.num_samples}, or use search.algorithm: random"
+            )
+        if search.algorithm in _LEARNING:
+            for i, point in enumerate(search.points_to_evaluate):
+                problems += self._point_problems(i, point)
+        for key, dim in self.search_space.items():
+            problems += _dimension_type_problems(key, dim)
+        return problems
+
+    def _point_problems(self, i: int, point: dict[str, Any]) -> list[str]:
+        problems = []
+        for key, value in point.items():
+            dim, where = self.search_space.get(key), f"search.points_to_evaluate[{i}].{key}"
+            if isinstance(dim, Choice | Grid) and value not in dim.values:
+                problems.append(f"{where}: {value!r} is not one of the choice values "
+                                f"{dim.values}; add it to the choice or use one of them")
+            elif (isinstance(dim, _Range | RandInt) and _is_number(value)
+                  and not dim.low <= value <= dim.high):
+                problems.append(f"{where}: {value!r} is outside the searched range "
+                                f"[{dim.low}, {dim.high}]; widen the range or fix the point")
+        missing = sorted(set(self.search_space) - set(point))
+        if self.search.algorithm == "hyperopt" and missing:
+            problems.append(
+                f"search.points_to_evaluate[{i}]: gives no value for {missing}; hyperopt needs "
+                "every search_space key in each point (search.algorithm: random fills in the "
+                "rest)"
+            )
+        return problems
+
+    def _check_scheduler_settings(self) -> list[str]:
+        """Options the chosen scheduler never reads, and budgets that leave it nothing to do."""
+        s, problems = self.scheduler, []
+        for name, field in SchedulerConfig.model_fields.items():
+            readers = _SCHEDULER_OPTION_READERS.get(name, (s.type,))
+            if s.type not in readers and getattr(s, name) != field.default:
+                verb = "reads" if len(readers) == 1 else "read"
+                problems.append(f"scheduler.{name}: only {_and(readers)} {verb} it, but "
+                                f"scheduler.type is {s.type}; drop it (or change the type)")
+        every, steps = self.train.eval_every_steps, s.time_unit == "steps"
+        max_steps = self.train.max_steps if "train.max_steps" not in self.search_space else None
+        if s.type == "asha" and s.grace_period is not None and s.max_t is not None \
+                and s.grace_period > s.max_t:
+            problems.append(
+                f"scheduler.grace_period: {s.grace_period} is above scheduler.max_t ({s.max_t}), "
+                "so no trial could be stopped before it reaches max_t; set grace_period <= max_t"
+            )
+        if s.type in ("asha", "median") and steps and s.grace_period is not None \
+                and max_steps is not None and s.grace_period > max_steps:
+            problems.append(
+                f"scheduler.grace_period: {s.grace_period} steps is above train.max_steps "
+                f"({max_steps}), so {s.type} can never stop a trial; lower grace_period (e.g. 2 x "
+                "train.eval_every_steps) or use scheduler.type: fifo"
+            )
+        if s.type in ("asha", "hyperband") and steps and s.max_t is not None and s.max_t < every:
+            problems.append(
+                f"scheduler.max_t: {s.max_t} steps is below train.eval_every_steps ({every}), so "
+                "every trial would be stopped at its first evaluation; raise max_t, or leave it "
+                "unset (the train budget)"
+            )
+        if s.type == "pbt" and steps and s.perturbation_interval is not None \
+                and s.perturbation_interval < every:
+            problems.append(
+                f"scheduler.perturbation_interval: {s.perturbation_interval} steps is below "
+                f"train.eval_every_steps ({every}); pbt can only exploit at an evaluation, so set "
+                f"perturbation_interval >= {every}"
+            )
+        trials = self.num_samples * self._grid_points()
+        if s.type == "median" and s.min_samples_required > trials:
+            problems.append(
+                f"scheduler.min_samples_required: {s.min_samples_required} is above the "
+                f"{trials} trials of the sweep (num_samples ({self.num_samples}) x grid points), "
+                f"so the median rule never has enough trials to stop one; set it <= {trials} or "
+                "raise num_samples"
+            )
+        if s.type == "pbt" and trials < 2:
+            problems.append(
+                f"num_samples: {self.num_samples} with scheduler.type: pbt; a population of one "
+                "has no other trial to copy from, so pbt would do nothing; set num_samples >= 2 "
+                "(4 or more is typical)"
+            )
+        if s.type != "fifo":
+            problems += self._check_eval_interval()
+        return problems
+
+    def _check_eval_interval(self) -> list[str]:
+        """A trial reports (and can be stopped) at evaluations: a budget below one interval
+        leaves it a single report, at its end, and the scheduler nothing to compare."""
+        every, fixed = self.train.eval_every_steps, self.train.max_steps
+        dim = self.search_space.get("train.max_steps")
+        budgets = ([v for _, v in _candidate_values(dim) if _is_number(v)] if dim is not None
+                   else [fixed] if fixed is not None else [])
+        if not budgets or min(budgets) >= every:
+            return []
+        which = ("train.max_steps" if dim is None
+                 else "the smallest train.max_steps in search_space")
+        return [f"train.eval_every_steps: {every} is above {which} ({min(budgets)}), so a trial "
+                f"evaluates only once, at its end, and scheduler.type: {self.scheduler.type} has "
+                f"nothing to compare before that; set eval_every_steps <= {min(budgets)} (e.g. "
+                f"{max(1, min(budgets) // 4)})"]
+
+    def _grid_points(self) -> int:
+        grid = self.search.algorithm == "grid"
+        return math.prod(len(d.values) for d in self.search_space.values()
+                         if isinstance(d, Grid) or (grid and isinstance(d, Choice)))
 
     @property
     def resolved_mode(self) -> str:
         assert self.mode is not None
         return self.mode
+
+
+_SECTIONS = ("model", "data", "train", "lora", "search_space", "search", "scheduler",
+             "resources", "logging", "quality")
+_LEARNING = ("hyperopt", "optuna", "cmaes", "nsga2")  # searchers that learn from results
+# Which scheduler types read each option (`type` and options read by every type: absent).
+_SCHEDULER_OPTION_READERS: dict[str, tuple[str, ...]] = {
+    "time_unit": ("asha", "hyperband", "median", "pbt"),
+    "grace_period": ("asha", "median", "pbt"),  # pbt: the default perturbation_interval
+    "reduction_factor": ("asha", "hyperband"),
+    "max_t": ("asha", "hyperband"),
+    "brackets": ("asha",),
+    "min_samples_required": ("median",),
+    "perturbation_interval": ("pbt",),
+    "quantile_fraction": ("pbt",),
+    "resample_probability": ("pbt",),
+    "synchronous": ("pbt",),
+}
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _dimension_type_problems(key: str, dim: Any) -> list[str]:
+    """Continuous dimensions on whole-number fields (a sampled 7.3 fails the trial), and a
+    quniform step wider than its range (every sample rounds to the same one or two values)."""
+    problems = []
+    if isinstance(dim, QUniform) and dim.q > dim.high - dim.low:
+        problems.append(
+            f"search_space.{key}.q: {dim.q} is larger than the range (high - low = "
+            f"{dim.high - dim.low:g}), so samples round to at most two values; use a smaller q"
+        )
+    section, _, name = key.partition(".")
+    field = SEARCHABLE_SECTIONS[section].model_fields.get(name) \
+        if section in SEARCHABLE_SECTIONS else None
+    kinds = set(typing.get_args(field.annotation) or (field.annotation,)) - {type(None)} \
+        if field is not None else set()
+    if kinds != {int}:
+        return problems
+    low, high = math.ceil(getattr(dim, "low", 0)), math.floor(getattr(dim, "high", 0))
+    if isinstance(dim, LogUniform | Uniform):
+        problems.append(
+            f"search_space.{key}: {dim.type} samples fractional values, but {key} takes whole "
+            f"numbers; use {{type: randint, low: {low}, high: {high}}} or "
+            "{type: choice, values: [...]}"
+        )
+    elif isinstance(dim, QUniform) and not float(dim.q).is_integer():
+        problems.append(
+            f"search_space.{key}: quniform with q={dim.q} samples fractional values, but {key} "
+            "takes whole numbers; use a whole q (q: 1), or randint"
+        )
+    return problems
 
 
 def _candidate_values(dim: Any) -> list[tuple[str, Any]]:
@@ -447,5 +676,5 @@ def _first_error_message(err: Exception) -> str:
     errors = getattr(err, "errors", None)
     if callable(errors):
         first = errors()[0]
-        return str(first.get("msg", err))
+        return str(first.get("msg", err)).removeprefix("Value error, ")
     return str(err)

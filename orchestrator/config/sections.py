@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainables.config import StrictModel
 
@@ -69,3 +69,12 @@ class QualityConfig(StrictModel):
         0.9, gt=0.0, le=1.0, description="Character 5-gram Jaccard similarity from which two "
         "texts count as near-duplicates: lower catches more paraphrases, and more false alarms."
     )
+
+    @model_validator(mode="after")
+    def _refuse_needs_the_check(self) -> QualityConfig:
+        if self.refuse_on_leakage and not self.check_leakage:
+            raise ValueError(
+                "quality.refuse_on_leakage: true, but quality.check_leakage is false, so there "
+                "would be nothing to refuse on; set check_leakage: true, or drop refuse_on_leakage"
+            )
+        return self

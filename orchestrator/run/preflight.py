@@ -50,6 +50,9 @@ def check_model(config: SweepConfig) -> list[str]:
         folder = Path(modeling.resolve_model_path(local))
     except FileNotFoundError as err:
         return [str(err)]
+    if folder.is_file():
+        return [f"model.path: {str(folder)!r} is a file, not a folder; point it at the folder "
+                "that holds config.json and the weights"]
     if not folder.is_dir():
         return [
             f"model.path: {config.model.path!r} does not exist (looked in {str(folder)!r}); "
@@ -62,8 +65,16 @@ def check_model(config: SweepConfig) -> list[str]:
     if not config.model.gguf_file and not (folder / "config.json").exists():
         return [f"model.path: {str(folder)!r} has no config.json; point it at a folder saved "
                 "with save_pretrained, or set model.gguf_file"]
+    if not config.model.gguf_file and not any(
+            any(folder.glob(pattern)) for pattern in _WEIGHT_FILES):
+        return [f"model.path: {str(folder)!r} has config.json but no weights (*.safetensors, "
+                "pytorch_model.bin); save the model into it with save_pretrained, or point at "
+                "the folder that has them"]
     config.model.path = str(folder) if not local.startswith("pkg://") else local
     return []
+
+
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.index.json", "*.h5", "*.msgpack")
 
 
 def _check_hub_model(config: SweepConfig) -> list[str]:
@@ -76,8 +87,10 @@ def _check_hub_model(config: SweepConfig) -> list[str]:
         )
     except Exception as err:  # OSError for missing repos, connection errors offline
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        folder = Path(config.base_dir or ".") / os.path.expanduser(config.model.path)
         return [f"model.path: hub model {config.model.path!r} is not reachable ({first_line}); "
-                "check the id, your network and HF_TOKEN, or use a local folder"]
+                "check the id, your network and HF_TOKEN, or use a local folder (there is no "
+                f"folder {str(folder)!r} either)"]
     return []
 
 
@@ -142,9 +155,6 @@ def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[st
     workers on the cluster as a whole), or trials pend forever."""
     r = config.resources
     problems = []
-    if config.train.precision == "fp16" and r.gpus_per_trial == 0:
-        problems.append("train.precision: fp16 needs a GPU but resources.gpus_per_trial is 0; "
-                        "use bf16 or fp32 on CPU, or request GPUs")
     alive = [n for n in nodes if n.get("Alive", True)]
     max_cpu = max((n["Resources"].get("CPU", 0) for n in alive), default=0)
     max_gpu = max((n["Resources"].get("GPU", 0) for n in alive), default=0)
@@ -155,9 +165,6 @@ def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[st
         problems.append(f"resources.gpus_per_trial: {r.gpus_per_trial} but the largest node has "
                         f"{max_gpu} GPUs; lower it (fractions like 0.25 share a GPU) or add GPU "
                         "nodes")
-    if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
-        problems.append(f"resources.gpus_per_trial: {r.gpus_per_trial}; above 1 it must be a "
-                        "whole number of GPUs")
     if r.workers_per_trial > 1 and not problems:
         problems += check_placement(config, alive)
     return problems
@@ -192,8 +199,10 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
     try:
         tokenizer = modeling.load_tokenizer(config.model)
     except Exception as err:
-        raise ConfigError([f"model.path: cannot load a tokenizer from {config.model.path!r}: "
-                           f"{err}"], "sweep") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError([f"model.path: cannot load a tokenizer from {config.model.path!r} "
+                           f"({first}); a local folder needs the tokenizer's files: save them "
+                           "with tokenizer.save_pretrained(FOLDER)"], "sweep") from None
     problems = check_lora_targets(config)
     if problems:
         raise ConfigError(problems, "sweep")

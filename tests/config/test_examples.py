@@ -96,15 +96,14 @@ def test_trial_must_fit_on_one_node_not_the_sum(make_config):
     assert check_resources(config, [_node(2), _node(4)]) == []
 
 
-def test_fp16_without_gpu_is_rejected(make_config):
-    config = make_config(train={"precision": "fp16"})
+def test_fp16_without_gpu_is_rejected(make_raw, config_error):
+    """The config alone rules it out, so it is refused at load (`validate --no-cluster` too)."""
+    error = config_error(make_raw(train={"precision": "fp16"}))
 
-    problems = check_resources(config, CPU_LAPTOP)
-
-    assert len(problems) == 1
-    assert "train.precision: fp16 needs a GPU" in problems[0]
-    assert "resources.gpus_per_trial is 0" in problems[0]
-    assert "use bf16 or fp32" in problems[0]
+    assert len(error.problems) == 1
+    assert "train.precision: fp16 needs a GPU" in error.problems[0]
+    assert "resources.gpus_per_trial is 0" in error.problems[0]
+    assert "use bf16 or fp32" in error.problems[0]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
@@ -124,12 +123,12 @@ def test_fractional_gpu_shares_one_gpu(make_config):
     assert check_resources(config, [_node(4, 1)]) == []
 
 
-def test_fractional_gpu_above_one_is_rejected(make_config):
-    problems = check_resources(make_config(resources={"gpus_per_trial": 1.5}), GPU_NODE)
+def test_fractional_gpu_above_one_is_rejected(make_raw, config_error):
+    error = config_error(make_raw(resources={"gpus_per_trial": 1.5}))
 
-    assert problems == [
-        "resources.gpus_per_trial: 1.5; above 1 it must be a whole number of GPUs"
-    ]
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith(
+        "resources.gpus_per_trial: 1.5; above 1 it must be a whole number of GPUs")
 
 
 # --- check_model ------------------------------------------------------------------------------
@@ -188,6 +187,7 @@ def test_saved_model_folder_is_accepted_and_resolved(make_config, tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
     config = make_config(model={"path": "./model"}, base_dir=str(tmp_path))
 
     assert check_model(config) == []

@@ -39,12 +39,16 @@ def test_sweep_cli_has_report_command() -> None:
 
 @pytest.mark.skipif(not KEEPS_TEST_TEXTS, reason="not wired in yet: PreparedData has no "
                     "raw_test_texts, so the leakage check sees validation only")
-def test_prepared_data_keeps_test_texts(tiny_lm_dir: Path) -> None:
+def test_prepared_data_keeps_test_texts(tiny_lm_dir: Path, tmp_path: Path) -> None:
     from orchestrator.run.leakage import check_data_leakage
     from orchestrator.run.preflight import build_plan
 
     raw = lm_config(tiny_lm_dir)
-    raw["data"]["test"] = raw["data"]["train"]  # its first 100 rows: all among train's 400
+    # Train's first 100 rows, all among its 400, in a file of their own (the train file itself
+    # is refused as a test split).
+    rows = Path(raw["data"]["train"]).read_text().splitlines(keepends=True)[:100]
+    (tmp_path / "test.jsonl").write_text("".join(rows))
+    raw["data"]["test"] = str(tmp_path / "test.jsonl")
     raw["data"]["max_eval_examples"] = 100
     config = load_config(raw)
     config.base_dir = str(ROOT)
