@@ -7,18 +7,64 @@ the sweep config alone does not say).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config.schema import SweepConfig
+from orchestrator.experiment.errors import BrokenCheckpointError, CheckpointNotFoundError
 from trainables import modeling
-from trainables.checkpointing import ADAPTER_DIR, MODEL_DIR, SPEC_FILE
+from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, MODEL_DIR, SPEC_FILE
 from trainables.config import TrialSpec
 
+_FIX = ("restore the folder from where the sweep wrote it, or delete it: post-sweep commands "
+        "then pass over its trial")
 
-def checkpoint_spec(checkpoint: Path) -> TrialSpec:
+
+def _json_text(checkpoint: Path, name: str, where: str | None = None) -> str:
+    """The text of a JSON file of the checkpoint; BrokenCheckpointError when it is missing or
+    cut off."""
+    where = where or str(checkpoint)
+    try:
+        text = (checkpoint / name).read_text()
+        json.loads(text)
+        return text
+    except FileNotFoundError:
+        raise BrokenCheckpointError(f"checkpoint {where} has no {name}; {_FIX}") from None
+    except ValueError as err:  # not JSON (cut off), or not text
+        raise BrokenCheckpointError(
+            f"checkpoint {where}: {name} is not readable JSON ({err}); {_FIX}") from None
+
+
+def checkpoint_spec(checkpoint: Path, where: str | None = None) -> TrialSpec:
     """The `TrialSpec` the trial that wrote this checkpoint ran with."""
-    return TrialSpec.model_validate_json((checkpoint / SPEC_FILE).read_text())
+    return TrialSpec.model_validate_json(_json_text(checkpoint, SPEC_FILE, where))
+
+
+def require_complete(checkpoint: Path, where: str | None = None) -> Path:
+    """`checkpoint`, once it is known to hold what every checkpoint has and post-sweep commands
+    read: spec.json and metrics.json as JSON, and its weights (adapter/ or model/).
+
+    `where`: how to name it in an error (its URI, its trial), if not by its local path.
+    """
+    where = where or str(checkpoint)
+    if not checkpoint.is_dir():
+        raise CheckpointNotFoundError(
+            f"checkpoint {where} is gone (deleted since the sweep?); `sweep results "
+            "EXPERIMENT` lists the trials, and post-sweep commands pass over one whose "
+            "checkpoint folder is gone")
+    missing = [name for name in (SPEC_FILE, METRICS_FILE) if not (checkpoint / name).is_file()]
+    if not missing:
+        _json_text(checkpoint, METRICS_FILE, where)
+        lora = checkpoint_spec(checkpoint, where).train.finetune == "lora"
+        weights = ADAPTER_DIR if lora else MODEL_DIR
+        if not (checkpoint / weights).is_dir():
+            missing.append(f"{weights}/")
+    if missing:
+        raise BrokenCheckpointError(
+            f"checkpoint {where} is incomplete: no {', '.join(missing)} (deleted, or copied "
+            f"in part); {_FIX}")
+    return checkpoint
 
 
 def is_lora_checkpoint(checkpoint: Path) -> bool:

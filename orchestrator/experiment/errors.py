@@ -29,3 +29,13 @@ class TrialNotFoundError(UserError, ValueError):
 
 class CheckpointNotFoundError(UserError, RuntimeError):
     """No checkpoint (or fewer than asked for) to load, export or combine."""
+
+
+class BrokenCheckpointError(UserError, FileNotFoundError):
+    """A checkpoint folder lacks a file every checkpoint has (spec.json, metrics.json, its
+    weights), or holds one that is not readable: deleted in part, or copied in part."""
+
+
+class CorruptExperimentStateError(UserError, ValueError):
+    """No experiment_state-*.json of Tune's in the folder can be read (each was cut off
+    mid-write, or copied in part), so there is no list of trials to read."""

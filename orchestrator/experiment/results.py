@@ -7,6 +7,7 @@ days later equals the one the sweep printed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from orchestrator.config.loading import validate_dict
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.errors import (
     CheckpointNotFoundError,
+    CorruptExperimentStateError,
     ExperimentNotFoundError,
     NoTrialResultsError,
 )
@@ -27,6 +29,8 @@ from orchestrator.experiment.fit import add_fit_flags
 from orchestrator.experiment.layout import BASELINE_FILE, SWEEP_CONFIG_FILE, TUNE_STATE_PREFIX
 from orchestrator.experiment.storage import Storage, open_storage
 from trainables.config import best_first, is_better
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,11 +75,15 @@ class SweepResult:
             raise CheckpointNotFoundError(
                 f"{self.experiment_path}: the best trial {self.best_trial_id} has no "
                 "checkpoint to load (none saved, or deleted since)")
+        from orchestrator.experiment.checkpoints import require_complete
+
         storage = open_storage(self.best_checkpoint)
         if storage.is_local:
-            return Path(self.best_checkpoint)
-        target = local_dir or tempfile.mkdtemp(prefix="sweep-best-")
-        return Path(storage.download(storage.root, target))
+            folder = Path(self.best_checkpoint)
+        else:
+            target = local_dir or tempfile.mkdtemp(prefix="sweep-best-")
+            folder = Path(storage.download(storage.root, target))
+        return require_complete(folder, f"{self.best_checkpoint} (trial {self.best_trial_id})")
 
     def load_best_model(self, device: str = "cpu") -> tuple[Any, Any]:
         """(model, tokenizer) of the best checkpoint: base model + adapter, ready for inference."""
@@ -136,19 +144,52 @@ def tune_state_files(experiment: Storage) -> list[str]:
     """The names of Tune's experiment-state snapshots in the folder, oldest first."""
     from pyarrow.fs import FileSelector
 
-    infos = experiment.fs.get_file_info(FileSelector(experiment.root))
+    with experiment.reading():
+        infos = experiment.fs.get_file_info(FileSelector(experiment.root))
     names = [i.base_name for i in infos if i.base_name.startswith(TUNE_STATE_PREFIX)
              and i.base_name.endswith(".json")]
     return sorted(names)  # session timestamps sort chronologically
 
 
+def is_readable_state(experiment: Storage, name: str) -> bool:
+    """Whether the experiment-state snapshot `name` parses as one: a sweep killed while Tune
+    wrote it, or a folder copied in part, leaves one that does not. (A store that does not
+    answer is an error, not an unreadable file.)"""
+    try:
+        state = json.loads(experiment.read_text(name))
+    except ValueError:  # not JSON, or not text
+        return False
+    return isinstance(state, dict) and "trial_data" in state
+
+
+def newest_readable_state(experiment: Storage) -> str:
+    """The newest experiment-state snapshot that parses; newer ones that do not are passed
+    over with a warning, and left where they are (`sweep resume` sets them aside)."""
+    names = tune_state_files(experiment)
+    unreadable = []
+    while names and not is_readable_state(experiment, names[-1]):
+        unreadable.append(names.pop())
+    if not names:
+        raise CorruptExperimentStateError(
+            f"{experiment.uri}: no experiment state can be read ({', '.join(unreadable)} "
+            "cut off or not Tune's), so there is no list of trials; restore "
+            f"{TUNE_STATE_PREFIX}*.json from a backup or the place the sweep wrote to")
+    if unreadable:
+        log.warning("%s: experiment state %s is unreadable (cut off mid-write?); reading the "
+                    "previous one, %s (`sweep resume` sets the unreadable one aside)",
+                    experiment.uri, ", ".join(unreadable), names[-1])
+    return names[-1]
+
+
 def read_analysis(experiment: Storage, metric: str, mode: str) -> Any:
     from ray.tune import ExperimentAnalysis
 
-    return ExperimentAnalysis(
-        experiment.root, storage_filesystem=None if experiment.is_local else experiment.fs,
-        default_metric=metric, default_mode=mode,
-    )
+    state = experiment.path(newest_readable_state(experiment))
+    with experiment.reading():
+        return ExperimentAnalysis(
+            state, storage_filesystem=None if experiment.is_local else experiment.fs,
+            default_metric=metric, default_mode=mode,
+        )
 
 
 def load_results(experiment_path: str | Path) -> SweepResult:

@@ -9,8 +9,10 @@ carries keys is rejected so they never land in experiment files or trial configs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +26,11 @@ _SECRET_PARAMS = ("access_key", "secret_key", "session_token")
 
 class StorageError(UserError, ValueError):
     """The storage path is unusable; the message says why and what to do."""
+
+
+class StorageReadError(UserError, OSError):
+    """Object storage did not give back what was asked (endpoint, network, credentials,
+    permissions); the message names the URI and what the store said."""
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,35 @@ class Storage:
         query = f"?{split.query}" if split.query else ""
         return f"{split.scheme}://{fs_path}{query}"
 
+    @contextlib.contextmanager
+    def reading(self, fs_path: str | None = None) -> Iterator[None]:
+        """An OSError of object storage in the block (pyarrow's S3 client: no answer from the
+        endpoint, refused credentials, a missing bucket) is a StorageReadError naming the URI
+        read; a local folder's errors are left as they are."""
+        try:
+            yield
+        except OSError as err:
+            if self.is_local or isinstance(err, UserError):
+                raise
+            uri = self.uri_for_path(fs_path) if fs_path is not None else self.uri
+            raise StorageReadError(
+                f"cannot read {uri}: {err}. Check the URI, its endpoint_override (for "
+                "MinIO or another S3-compatible store: ?endpoint_override=http://HOST:PORT), "
+                "the network to it, and the credentials (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or an AWS profile)") from err
+
     def download(self, fs_path: str, local_dir: str) -> str:
         """Copy a folder to local disk (a no-op for local storage); returns the local path."""
         if self.is_local:
             return fs_path
-        pafs.copy_files(fs_path, local_dir, source_filesystem=self.fs,
-                        destination_filesystem=pafs.LocalFileSystem())
+        with self.reading(fs_path):
+            pafs.copy_files(fs_path, local_dir, source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
         return local_dir
 
     def exists(self, *parts: str) -> bool:
-        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        with self.reading(self.path(*parts)):
+            return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
     def write_text(self, text: str, *parts: str) -> None:
         target = self.path(*parts)
@@ -69,7 +95,8 @@ class Storage:
             out.write(text.encode())
 
     def read_text(self, *parts: str) -> str:
-        with self.fs.open_input_stream(self.path(*parts)) as src:
+        target = self.path(*parts)
+        with self.reading(target), self.fs.open_input_stream(target) as src:
             return src.read().decode()
 
 

@@ -26,12 +26,17 @@ class TrialCheckpoint:
     trial_config: dict[str, Any] = field(default_factory=dict)  # the searched values
 
     def local(self, scratch_dir: str) -> Path:
-        """The checkpoint on local disk; object storage is downloaded into `scratch_dir`."""
+        """The checkpoint on local disk, checked complete; object storage is downloaded into
+        `scratch_dir`."""
+        from orchestrator.experiment.checkpoints import require_complete
+
         storage = open_storage(self.uri)
         if storage.is_local:
-            return Path(self.uri)
-        target = Path(scratch_dir) / self.trial_id
-        return Path(storage.download(storage.root, str(target)))
+            folder = Path(self.uri)
+        else:
+            target = Path(scratch_dir) / self.trial_id
+            folder = Path(storage.download(storage.root, str(target)))
+        return require_complete(folder, f"{self.uri} (trial {self.trial_id})")
 
 
 def as_result(result_or_path: SweepResult | str | Path) -> SweepResult:
@@ -83,7 +88,8 @@ def ranked_checkpoints(result: SweepResult, top_k: int | None = None) -> list[Tr
 def _missing(storage: Storage, fs_path: str) -> bool:
     import pyarrow.fs as pafs
 
-    return storage.fs.get_file_info(fs_path).type == pafs.FileType.NotFound
+    with storage.reading(fs_path):
+        return storage.fs.get_file_info(fs_path).type == pafs.FileType.NotFound
 
 
 def find_trial(result: SweepResult, trial_id: str | None) -> TrialCheckpoint:

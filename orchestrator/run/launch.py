@@ -32,6 +32,7 @@ from orchestrator.run.leakage import (
     format_leakage_warning,
 )
 from orchestrator.run.preflight import Plan, build_plan
+from orchestrator.run.ray_address import connecting_to
 from orchestrator.run.ray_log import RayLog, tune_console_off
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,13 @@ def ensure_ray(address: str | None = None, *, quiet: bool = False) -> None:
     if quiet:
         runtime_env["env_vars"]["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' too
     kwargs: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": True}
+    source = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":
-        kwargs["include_dashboard"] = False
-    ray.init(address=address, **kwargs)
+        ray.init(address=address, include_dashboard=False, **kwargs)
+        return
+    with connecting_to(address, source):  # a wrong address: an error naming it, in seconds
+        ray.init(address=address, **kwargs)
 
 
 def measure_baseline(config: SweepConfig, plan: Plan) -> dict[str, float]:

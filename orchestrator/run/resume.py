@@ -8,7 +8,6 @@ stops with an error instead of silently starting the experiment over (which Tune
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.config.errors import ConfigError, UserError
 from orchestrator.experiment.results import (
     SweepResult,
+    is_readable_state,
     load_results,
     read_sweep_config,
     tune_state_files,
@@ -33,14 +33,6 @@ class ResumeError(UserError, RuntimeError):
     """The experiment cannot be resumed; the message says why and what to do."""
 
 
-def _is_valid_state(storage: Storage, name: str) -> bool:
-    try:
-        state = json.loads(storage.read_text(name))
-    except (ValueError, OSError):
-        return False
-    return isinstance(state, dict) and "trial_data" in state
-
-
 def repair_experiment_state(storage: Storage) -> list[str]:
     """Set aside unreadable experiment-state files, newest first, until a good one is newest.
 
@@ -48,7 +40,7 @@ def repair_experiment_state(storage: Storage) -> list[str]:
     """
     moved = []
     names = tune_state_files(storage)
-    while names and not _is_valid_state(storage, names[-1]):
+    while names and not is_readable_state(storage, names[-1]):
         bad = names.pop()
         aside = storage.path("corrupt", f"{bad}.{int(time.time())}")
         storage.fs.create_dir(storage.path("corrupt"), recursive=True)
