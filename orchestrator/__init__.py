@@ -4,7 +4,7 @@
     search/      search space, search algorithms, schedulers, scheduler state across resumes
     run/         launch: preflight (the plan), storage checks, the Tuner, progress, resume
     experiment/  what a sweep leaves on storage: storage access, results, checkpoints
-    post/        after the sweep: export, test evaluation, merging, soups, report
+    post/        after the sweep: export, predict, test evaluation, merging, soups, report
     cli/         the `sweep` command
 
 The public names below are imported on first use, so `import orchestrator` stays cheap.
@@ -28,6 +28,7 @@ _PUBLIC = {
     "export_best": "orchestrator.post.export",
     "evaluate_test_split": "orchestrator.post.final_eval",
     "make_soup": "orchestrator.post.soup",
+    "load_predictor": "orchestrator.post.predict",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "export_best",
     "launch",
     "load_config",
+    "load_predictor",
     "load_results",
     "make_soup",
     "resume",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult, load_results
     from orchestrator.post.export import export_best
     from orchestrator.post.final_eval import evaluate_test_split
+    from orchestrator.post.predict import load_predictor
     from orchestrator.post.soup import make_soup
     from orchestrator.run.launch import launch
     from orchestrator.run.resume import resume

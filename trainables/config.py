@@ -8,6 +8,7 @@ changed (`merge_trial_config`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import string
 import types
@@ -134,6 +135,22 @@ class DataConfig(StrictModel):
     max_train_examples: int | None = Field(None, ge=1, description="Cap on train rows.")
     max_eval_examples: int | None = Field(None, ge=1, description="Cap on validation/test rows.")
 
+    label_names: list[str] | None = Field(
+        None, description="Class names in id order (`[anger, joy, optimism, sadness]`): integer "
+        "labels are named by them, string labels map to their position. They name the per-class "
+        "metrics (`eval_f1_joy`) and the exported model's id2label. Default: the integer labels, "
+        "or the sorted distinct string labels."
+    )
+    label_names_file: str | None = Field(
+        None, description="Class names from a file instead of label_names: one `ID<tab>NAME` "
+        "per line (TweetEval's mapping.txt) or one name per line in id order."
+    )
+    positive_label: str | None = Field(
+        None, description="Binary tasks: the class whose F1 is also reported as "
+        "`eval_binary_f1` (TweetEval irony's metric is the F1 of `irony`). A label name, or the "
+        "label's id when the classes have no names."
+    )
+
     @field_validator("train", "validation", "test")
     @classmethod
     def _a_source(cls, source: SplitSource | None) -> SplitSource | None:
@@ -206,6 +223,52 @@ class DataConfig(StrictModel):
             else:
                 seen[key] = name
         return problems
+
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_label_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(names) < 2:
+            raise ValueError(f"{names} names {len(names)} class; a classifier needs at least two")
+        if names is not None and len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"{names} lists {twice} more than once; name each class once")
+        return names
+
+    @model_validator(mode="after")
+    def _one_label_source(self) -> DataConfig:
+        if self.label_names is not None and self.label_names_file is not None:
+            raise ValueError("label_names and label_names_file are both set; give the class "
+                             "names one way: drop one of them")
+        if (self.positive_label is not None and self.label_names is not None
+                and self.positive_label not in self.label_names):
+            raise ValueError(
+                f"positive_label: {self.positive_label!r} is not one of label_names "
+                f"{self.label_names}{_did_you_mean(self.positive_label, self.label_names)}")
+        return self
+
+
+class GenerationEvalConfig(StrictModel):
+    """Greedy generation on a fixed sample of the validation split, scored against the data."""
+
+    metric: Literal["exact_match_final_answer"] = Field(
+        "exact_match_final_answer", description="exact_match_final_answer: the final answer "
+        "(after `####`, GSM8K-style) of the generated completion equals the reference's; numbers "
+        "compare by value (`1,000` = `1000.0`). Reported as eval_exact_match."
+    )
+    num_examples: int = Field(
+        16, ge=1, description="Validation rows generated for at every evaluation (the same "
+        "seeded sample each time, drawn with data.split_seed). Cost grows linearly with it."
+    )
+    max_new_tokens: int = Field(
+        128, ge=1, description="Generation stops at EOS or after this many tokens; answers that "
+        "do not fit score 0."
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Prompts generated together. Default: train.eval_batch_size. A "
+        "batch runs until its longest completion ends, so on CPU 1 is fastest (README: "
+        "Metrics); on a GPU, larger batches are."
+    )
 
 
 def same_split_message(split: str, earlier: str, what: str) -> str:
@@ -290,6 +353,11 @@ class TrainConfig(StrictModel):
         "`test_*` (learning-curve tables for benchmarks). Never used for selection; costs one "
         "more evaluation pass per report."
     )
+    generation_eval: GenerationEvalConfig | None = Field(
+        None, description="Causal LM: also generate on a sample of validation and report "
+        "eval_exact_match (selectable as the metric), e.g. `{num_examples: 16, max_new_tokens: "
+        "128}`. Slow: one generation per example at every evaluation (README: Metrics)."
+    )
 
 
 class TrialSpec(StrictModel):
@@ -301,6 +369,7 @@ class TrialSpec(StrictModel):
     train: TrainConfig = TrainConfig()
     lora: LoraConfig = LoraConfig()
     num_labels: int | None = None
+    label_names: list[str] | None = None  # in id order; the model's id2label
     workers: int = Field(1, ge=1, description="Data-parallel processes training this trial.")
     metric: str = "eval_loss"
     mode: Literal["min", "max"] = "min"
@@ -319,6 +388,8 @@ REPORTED_METRICS: dict[str, dict[str, str]] = {
     "sequence_classification": {
         "eval_loss": "min",
         "eval_accuracy": "max",
+        "eval_precision": "max",
+        "eval_recall": "max",
         "eval_f1": "max",
         "train_loss": "min",
     },
@@ -355,3 +426,9 @@ def merge_trial_config(spec: TrialSpec, sampled: dict[str, Any]) -> TrialSpec:
         update[section] = SEARCHABLE_SECTIONS[section].model_validate(
             {**current.model_dump(), **values})
     return spec.model_copy(update=update)
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    # orchestrator.config.errors.did_you_mean, which trainables may not import.
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

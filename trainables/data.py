@@ -17,6 +17,7 @@ from typing import Any
 
 from trainables.config import (
     DataConfig,
+    GenerationEvalConfig,
     SplitSource,
     Task,
     TextLabelFiles,
@@ -41,6 +42,10 @@ class PreparedData:
     test: list[dict[str, Any]] = field(default_factory=list)
     num_labels: int | None = None
     label_names: list[str] | None = None
+    positive_label_id: int | None = None  # data.positive_label's id (eval_binary_f1)
+    # train.generation_eval's fixed sample: {"prompt_ids": [...], "answer": "18"} per row
+    generation_validation: list[dict[str, Any]] = field(default_factory=list)
+    generation_test: list[dict[str, Any]] = field(default_factory=list)
     raw_validation_texts: list[str] = field(default_factory=list)
     raw_train_texts: list[str] = field(default_factory=list)
     raw_test_texts: list[str] = field(default_factory=list)
@@ -391,8 +396,11 @@ def _tokenize_causal(cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any]]
     return out
 
 
-def _label_ids(splits: dict[str, list[dict]], column: str) -> tuple[dict[Any, int], list[str]]:
+def _label_ids(splits: dict[str, list[dict]], column: str, names: list[str] | None = None
+               ) -> tuple[dict[Any, int], list[str]]:
     values = {r[column] for rows in splits.values() for r in rows}
+    if names is not None:
+        return _named_label_ids(values, names, splits, column), names
     if all(isinstance(v, int) for v in values):
         n = max(values) + 1
         return {i: i for i in range(n)}, [str(i) for i in range(n)]
@@ -400,11 +408,97 @@ def _label_ids(splits: dict[str, list[dict]], column: str) -> tuple[dict[Any, in
     return {name: i for i, name in enumerate(names)}, names
 
 
+def _named_label_ids(values: set[Any], names: list[str], splits: dict[str, list[dict]],
+                     column: str) -> dict[Any, int]:
+    """Raw label -> id under configured class names: an integer is the id itself, a string
+    the position of its name."""
+    mapping: dict[Any, int] = {}
+    unknown: list[Any] = []
+    for value in values:
+        if isinstance(value, int) and 0 <= value < len(names):
+            mapping[value] = value
+        elif isinstance(value, str) and value in names:
+            mapping[value] = names.index(value)
+        else:
+            unknown.append(value)
+    if unknown:
+        unknown.sort(key=str)
+        split = next(n for n, rows in splits.items() if any(r[column] in unknown for r in rows))
+        raise DataError(
+            f"data.label_names: the {split} split has labels {unknown} in column {column!r} "
+            f"that are no class: labels must be one of {names} or an id 0..{len(names) - 1}; "
+            "add the classes to data.label_names (or the label_names_file) or fix the data")
+    return mapping
+
+
+def read_label_names(cfg: DataConfig, base_dir: Path) -> list[str] | None:
+    """The class names of `data.label_names`, or of `data.label_names_file`: one `ID NAME` per
+    line (TweetEval's mapping.txt, tab or space separated) or one name per line in id order."""
+    if cfg.label_names is not None or cfg.label_names_file is None:
+        return cfg.label_names
+    path = base_dir / cfg.label_names_file
+    if not path.is_file():
+        raise DataError(f"data.label_names_file: file {str(path)!r} does not exist; point it at "
+                        "a file with one `ID<tab>NAME` (or one name) per line")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    pairs = [line.split(None, 1) for line in lines]
+    if lines and all(len(p) == 2 and p[0].isdigit() for p in pairs):
+        by_id = {int(i): name.strip() for i, name in pairs}
+        if sorted(by_id) != list(range(len(lines))):
+            raise DataError(
+                f"data.label_names_file: {str(path)!r} gives ids {sorted(by_id)}; the ids must "
+                f"be 0..{len(lines) - 1}, each once")
+        names = [by_id[i] for i in range(len(lines))]
+    else:
+        names = lines
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise DataError(f"data.label_names_file: {str(path)!r} names {names}; give at least two "
+                        "classes, each once")
+    return names
+
+
+def _positive_label_id(cfg: DataConfig, label_names: list[str]) -> int | None:
+    if cfg.positive_label is None:
+        return None
+    if len(label_names) != 2:
+        raise DataError(
+            f"data.positive_label: {cfg.positive_label!r} is for binary tasks, but the data has "
+            f"{len(label_names)} classes {label_names}; drop positive_label (macro eval_f1 and "
+            "the per-class eval_f1_<label> are reported anyway)")
+    if cfg.positive_label not in label_names:
+        raise DataError(f"data.positive_label: {cfg.positive_label!r} is not a class of the "
+                        f"data; use one of {label_names}")
+    return label_names.index(cfg.positive_label)
+
+
+def _generation_sample(cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any]],
+                       num_examples: int, split: str) -> list[dict[str, Any]]:
+    """A seeded sample of rows whose completion has a final answer: prompt ids and answer."""
+    from trainables.metrics import final_answer
+
+    assert cfg.prompt_template is not None
+    answered = [(r, final_answer(cfg.completion_template.format(**r))) for r in rows]
+    candidates = [(r, a) for r, a in answered if a is not None]
+    if not candidates:
+        raise DataError(
+            f"train.generation_eval: no {split} completion has a final answer `#### ANSWER` "
+            f"(data.completion_template {cfg.completion_template!r}); exact_match_final_answer "
+            "needs GSM8K-style completions, or drop train.generation_eval")
+    chosen = sorted(random.Random(cfg.split_seed).sample(range(len(candidates)),
+                                                         min(num_examples, len(candidates))))
+    return [{"prompt_ids": tokenizer(cfg.prompt_template.format(**candidates[i][0]),
+                                     add_special_tokens=False)["input_ids"],
+             "answer": candidates[i][1]} for i in chosen]
+
+
 def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
-                 tokenize: Collection[str] = ("train", "validation", "test")) -> PreparedData:
+                 tokenize: Collection[str] = ("train", "validation", "test"),
+                 generation: GenerationEvalConfig | None = None) -> PreparedData:
     """Read, check and tokenize the splits. `tokenize` names the splits to tokenize (the others
     come back empty): scoring a finished sweep needs validation and test, not train. Every split
-    is still read, so the validation carve-out and the label ids are the sweep's own."""
+    is still read, so the validation carve-out and the label ids are the sweep's own.
+    `generation` (train.generation_eval) also samples the prompts generated for."""
     splits = read_splits(cfg, base_dir, task)
     for name, rows in splits.items():
         check_columns(cfg, task, rows, name)
@@ -413,16 +507,19 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
     wanted = {name: rows for name, rows in splits.items() if name in tokenize}
     if task == "causal_lm":
         tokenized = {name: _tokenize_causal(cfg, tokenizer, rows) for name, rows in wanted.items()}
-        num_labels, label_names = None, None
+        num_labels, label_names, positive_label_id = None, None, None
     else:
-        mapping, label_names = _label_ids(splits, cfg.label_column)
+        mapping, label_names = _label_ids(splits, cfg.label_column,
+                                          read_label_names(cfg, base_dir))
         num_labels = len(label_names)
+        positive_label_id = _positive_label_id(cfg, label_names)
         tokenized = {}
         for name, rows in wanted.items():
             enc = tokenizer(
                 [str(r[cfg.text_column]) for r in rows], truncation=True, max_length=cfg.max_length
             )["input_ids"]
-            key = (lambda v: v) if isinstance(next(iter(mapping)), int) else str
+            key = ((lambda v: v) if cfg.label_names or cfg.label_names_file
+                   or isinstance(next(iter(mapping)), int) else str)
             tokenized[name] = [
                 {"input_ids": ids, "labels": mapping[key(r[cfg.label_column])]}
                 for ids, r in zip(enc, rows, strict=True)
@@ -433,6 +530,10 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
                 f"data.{name}: no usable examples after tokenization (every completion was cut "
                 f"by max_length={cfg.max_length}); raise data.max_length"
             )
+    sampled = {name: _generation_sample(cfg, tokenizer, wanted[name], generation.num_examples,
+                                        name)
+               for name in ("validation", "test")
+               if generation is not None and task == "causal_lm" and name in wanted}
     return PreparedData(
         task=task,
         train=tokenized.get("train", []),
@@ -440,6 +541,9 @@ def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
         test=tokenized.get("test", []),
         num_labels=num_labels,
         label_names=label_names,
+        positive_label_id=positive_label_id,
+        generation_validation=sampled.get("validation", []),
+        generation_test=sampled.get("test", []),
         raw_train_texts=texts_of(cfg, task, splits["train"]),
         raw_validation_texts=texts_of(cfg, task, splits["validation"]),
         raw_test_texts=texts_of(cfg, task, splits["test"]) if "test" in splits else [],

@@ -25,6 +25,7 @@ from trainables.config import TrainConfig, TrialSpec
 from trainables.data import PreparedData
 from trainables.distributed import SINGLE, Rank
 from trainables.evaluation import collate, evaluate
+from trainables.generation import generation_metrics
 from trainables.runtime import PeakMemory, pick_device, seed_everything, watch_for_release
 
 Report = Callable[[dict[str, float], Path], None]
@@ -75,6 +76,7 @@ def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int) -> Setup:
         num_labels=data.num_labels,
         dropout=train.dropout,
         pad_token_id=tokenizer_pad_id,
+        label_names=data.label_names,
     )
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable()  # type: ignore[operator]
@@ -158,17 +160,28 @@ def fit(
     global_batch = train.batch_size * rank.world_size
     eval_batch = train.eval_batch_size or train.batch_size
 
-    def score(examples: list[dict[str, Any]]) -> dict[str, float]:
-        return evaluate(
+    generation = train.generation_eval if data.generation_validation else None
+    tokenizer = modeling.load_tokenizer(spec.model) if generation and rank.is_main else None
+
+    def score(examples: list[dict[str, Any]], samples: list[dict[str, Any]]
+              ) -> dict[str, float]:
+        metrics = evaluate(
             s.model, examples, task=spec.task, batch_size=eval_batch, pad_id=pad_id,
             device=s.device, num_labels=data.num_labels, autocast=s.autocast,
+            label_names=data.label_names, positive_label_id=data.positive_label_id,
         )
+        if generation is not None:
+            metrics |= generation_metrics(s.model, samples, tokenizer, generation,
+                                          batch_size=eval_batch, device=s.device,
+                                          autocast=s.autocast)
+        return metrics
 
     def validate() -> dict[str, float]:
-        metrics = score(data.validation)
+        metrics = score(data.validation, data.generation_validation)
         if train.report_test_metrics and data.test:
             # eval_x -> test_x: the same metrics on the test split, for learning-curve tables.
-            metrics |= {"test_" + k.removeprefix("eval_"): v for k, v in score(data.test).items()}
+            metrics |= {"test_" + k.removeprefix("eval_"): v
+                        for k, v in score(data.test, data.generation_test).items()}
         return metrics
 
     s.model.train()

@@ -139,7 +139,10 @@ def load_model(
     pad_token_id: int | None = None,
     dtype: torch.dtype = torch.float32,
     folder: str | None = None,
+    label_names: list[str] | None = None,
 ) -> torch.nn.Module:
+    """The base model; a classifier gets `num_labels` and, with `label_names` (in id order),
+    the `id2label`/`label2id` its saved config.json carries (exports name their classes)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     folder = folder or materialize(model)
@@ -150,6 +153,9 @@ def load_model(
     config = AutoConfig.from_pretrained(folder, **kwargs)
     if num_labels is not None:
         config.num_labels = num_labels
+    if task == "sequence_classification" and label_names is not None:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
     if dropout is not None:
         for attr in _DROPOUT_ATTRS:
             if isinstance(getattr(config, attr, None), float):

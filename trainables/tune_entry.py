@@ -38,7 +38,7 @@ def worst_value(spec: TrialSpec) -> float:
 def _failure_report(trial: TrialSpec, kind: str, err: BaseException) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         name: worst_value(trial) if name == trial.metric else float("nan")
-        for name in REPORTED_METRICS[trial.task]
+        for name in {*REPORTED_METRICS[trial.task], trial.metric}  # also a per-class metric
     }
     return {**metrics, kind: 1.0, "error": f"{type(err).__name__}: {err}"[:500]}
 

@@ -112,9 +112,11 @@ def resume(experiment: str, address: str | None, restart_errored: bool, verbose:
 def _register_optional_commands() -> None:
     """Post-sweep and cluster commands live in their own modules."""
     from orchestrator.cli.post import register as register_post_sweep
+    from orchestrator.cli.predict import register as register_predict
     from orchestrator.cli.report import register as register_report
 
     register_post_sweep(main)
+    register_predict(main)
     register_report(main)
     from cluster.cli import register
 

@@ -28,13 +28,21 @@ from orchestrator.config.schema import (
     Uniform,
 )
 from orchestrator.config.sections import LoggingConfig, MLflowConfig, QualityConfig
-from trainables.config import DataConfig, LoraConfig, ModelConfig, TextLabelFiles, TrainConfig
+from trainables.config import (
+    DataConfig,
+    GenerationEvalConfig,
+    LoraConfig,
+    ModelConfig,
+    TextLabelFiles,
+    TrainConfig,
+)
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", SweepConfig), ("model", ModelConfig), ("data", DataConfig),
     ("data split as {text, labels}", TextLabelFiles), ("train", TrainConfig),
-    ("lora", LoraConfig), ("search", SearchConfig), ("scheduler", SchedulerConfig),
+    ("train.generation_eval", GenerationEvalConfig), ("lora", LoraConfig),
+    ("search", SearchConfig), ("scheduler", SchedulerConfig),
     ("resources", ResourcesConfig), ("logging", LoggingConfig), ("logging.mlflow", MLflowConfig),
     ("quality", QualityConfig),
 ]

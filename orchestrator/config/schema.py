@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from orchestrator.config.errors import did_you_mean
 from orchestrator.config.sections import LoggingConfig, QualityConfig
 from trainables.config import (
-    REPORTED_METRICS,
     SEARCHABLE_SECTIONS,
     SEED_MAX,
     DataConfig,
@@ -26,6 +25,13 @@ from trainables.config import (
     StrictModel,
     Task,
     TrainConfig,
+)
+from trainables.metrics import (
+    OPTIONAL_METRICS,
+    known_metric_names,
+    metric_label_keys,
+    metric_mode,
+    per_class_metric,
 )
 
 # --- search space dimensions ------------------------------------------------------------------
@@ -206,8 +212,10 @@ class SweepConfig(StrictModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     metric: str = Field(
         "eval_loss", description="What selects the best trial. causal_lm: eval_loss, "
-        "eval_perplexity, eval_token_accuracy; sequence_classification: eval_loss, "
-        "eval_accuracy, eval_f1 (macro). Also train_loss."
+        "eval_perplexity, eval_token_accuracy, eval_exact_match (with train.generation_eval); "
+        "sequence_classification: eval_loss, eval_accuracy, eval_precision, eval_recall, eval_f1 "
+        "(macro), eval_precision_<label>, eval_recall_<label>, eval_f1_<label> (one class, by "
+        "name or id), eval_binary_f1 (with data.positive_label). Also train_loss."
     )
     mode: Literal["min", "max"] | None = Field(None, description="Default: the metric's own.")
     num_samples: int = Field(8, ge=1, description="Trials to run (per grid point for grid).")
@@ -280,7 +288,9 @@ class SweepConfig(StrictModel):
         """An unset `mode` is the metric's own direction (min for losses, max for F1)."""
         if isinstance(data, dict) and data.get("mode") is None:
             metric = data.get("metric", cls.model_fields["metric"].default)
-            natural = REPORTED_METRICS.get(data.get("task"), {}).get(metric)  # type: ignore[arg-type]
+            task = data.get("task")
+            natural = (metric_mode(task, metric)
+                       if isinstance(task, str) and isinstance(metric, str) else None)
             if natural is not None:
                 return {**data, "mode": natural}
         return data
@@ -296,18 +306,48 @@ class SweepConfig(StrictModel):
         return self
 
     def _check_metric(self) -> list[str]:
-        reported = REPORTED_METRICS[self.task]
-        if self.metric not in reported:
-            return [
+        problems = self._check_metric_options()
+        natural = metric_mode(self.task, self.metric)
+        if natural is None:
+            known = known_metric_names(self.task)
+            return problems + [
                 f"metric: {self.metric!r} is never reported by the {self.task} trainable; "
-                f"use one of {sorted(reported)}{did_you_mean(self.metric, list(reported))}"
+                f"use one of {known}{did_you_mean(self.metric, known)}"
             ]
-        natural = reported[self.metric]
+        optional = OPTIONAL_METRICS[self.task].get(self.metric)
+        if optional is not None and _field_value(self, optional[1]) is None:
+            problems.append(f"metric: {self.metric!r} is reported only when {optional[1]} is "
+                            f"set; set {optional[1]} (README: Metrics) or choose another metric")
+        per_class = per_class_metric(self.metric)
+        if per_class is not None and self.data.label_names is not None:
+            keys = metric_label_keys(self.data.label_names)
+            if per_class[1] not in keys:
+                problems.append(
+                    f"metric: {self.metric!r} names no class of data.label_names "
+                    f"{self.data.label_names}; use one of "
+                    f"{[f'eval_{per_class[0]}_{k}' for k in keys]}"
+                    f"{did_you_mean(per_class[1], keys)}")
         if self.mode != natural:
             better = "lower" if natural == "min" else "higher"
-            return [f"mode: {self.mode!r} does not fit metric {self.metric!r} ({better} is "
-                    f"better); set mode: {natural}"]
-        return []
+            problems.append(f"mode: {self.mode!r} does not fit metric {self.metric!r} ({better} "
+                            f"is better); set mode: {natural}")
+        return problems
+
+    def _check_metric_options(self) -> list[str]:
+        """Settings that add metrics must fit the task."""
+        problems = []
+        if self.task != "causal_lm" and self.train.generation_eval is not None:
+            problems.append("train.generation_eval: generates text, which a "
+                            f"{self.task} model does not; drop it (task is {self.task})")
+        if (self.task == "causal_lm" and self.train.generation_eval is not None
+                and self.data.prompt_template is None):
+            problems.append("train.generation_eval: needs prompts to generate from; set "
+                            "data.prompt_template (and completion_template) or drop it")
+        if self.task != "sequence_classification" and self.data.positive_label is not None:
+            problems.append(f"data.positive_label: {self.data.positive_label!r} is for "
+                            f"classifiers, but task is {self.task}; drop it")
+        return problems
+
 
     def _check_search_space(self) -> list[str]:
         problems: list[str] = []
@@ -664,6 +704,12 @@ def _dimension_type_problems(key: str, dim: Any) -> list[str]:
             "takes whole numbers; use a whole q (q: 1), or randint"
         )
     return problems
+
+
+def _field_value(config: SweepConfig, dotted: str) -> Any:
+    """`data.positive_label` -> config.data.positive_label."""
+    section, _, name = dotted.partition(".")
+    return getattr(getattr(config, section), name)
 
 
 def _candidate_values(dim: Any) -> list[tuple[str, Any]]:

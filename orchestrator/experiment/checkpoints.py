@@ -84,7 +84,7 @@ def load_checkpoint_model(
 
         base = modeling.load_model(
             config.model, config.task, num_labels=num_labels,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id, label_names=spec.label_names,
         )
         model = PeftModel.from_pretrained(base, checkpoint / ADAPTER_DIR)
     else:

@@ -16,3 +16,8 @@ class OutputExistsError(UserError, FileExistsError):
 class UnsupportedRequestError(UserError, ValueError):
     """What was asked does not fit this experiment or these options (a soup method the sweep's
     metric or checkpoints cannot serve, no test split, ...); the message says what would."""
+
+
+class PredictInputError(UserError, ValueError):
+    """What `sweep predict` was given cannot be run: no such path, a folder that is neither an
+    experiment nor an exported model, or inputs that do not fit the prompt template."""

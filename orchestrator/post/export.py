@@ -104,6 +104,9 @@ def _base_load_kwargs(config: SweepConfig, spec: dict[str, Any], tokenizer: Any
     from transformers import AutoConfig
 
     kwargs: dict[str, Any] = {"num_labels": spec.get("num_labels")}
+    if spec.get("label_names"):  # the class names, as a merged export's config.json has them
+        kwargs["id2label"] = dict(enumerate(spec["label_names"]))
+        kwargs["label2id"] = {name: i for i, name in enumerate(spec["label_names"])}
     if AutoConfig.from_pretrained(modeling.materialize(config.model)).pad_token_id is None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     return kwargs

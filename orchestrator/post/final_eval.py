@@ -34,6 +34,7 @@ from trainables import modeling
 from trainables.checkpointing import METRICS_FILE
 from trainables.data import DataError, PreparedData, prepare_data
 from trainables.evaluation import evaluate
+from trainables.generation import generation_metrics
 
 if TYPE_CHECKING:
     from orchestrator.experiment.results import SweepResult
@@ -46,6 +47,7 @@ class EvalData:
     config: SweepConfig
     data: PreparedData  # validation and test only: scoring never needs train tokenized
     pad_id: int
+    tokenizer: Any = None  # decodes train.generation_eval's completions
 
     @property
     def has_test(self) -> bool:
@@ -54,12 +56,19 @@ class EvalData:
     def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, float]:
         """`split` is "validation" or "test"; test metrics are renamed `test_*`."""
         examples = self.data.validation if split == "validation" else self.data.test
+        batch_size = self.config.train.eval_batch_size or self.config.train.batch_size
+        device = next(model.parameters()).device
         metrics = evaluate(
-            model, examples, task=self.config.task,
-            batch_size=self.config.train.eval_batch_size or self.config.train.batch_size,
-            pad_id=self.pad_id, device=next(model.parameters()).device,
-            num_labels=self.data.num_labels,
+            model, examples, task=self.config.task, batch_size=batch_size,
+            pad_id=self.pad_id, device=device, num_labels=self.data.num_labels,
+            label_names=self.data.label_names, positive_label_id=self.data.positive_label_id,
         )
+        generation = self.config.train.generation_eval
+        if generation is not None and self.tokenizer is not None:
+            samples = (self.data.generation_validation if split == "validation"
+                       else self.data.generation_test)
+            metrics |= generation_metrics(model, samples, self.tokenizer, generation,
+                                          batch_size=batch_size, device=device)
         return metrics if split == "validation" else {to_test_name(k): v
                                                       for k, v in metrics.items()}
 
@@ -92,10 +101,12 @@ def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalDat
     tokenizer = modeling.load_tokenizer(config.model)
     try:
         data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."),
-                            tokenize=("validation", "test"))
+                            tokenize=("validation", "test"),
+                            generation=config.train.generation_eval)
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
-    return EvalData(config=config, data=data, pad_id=int(tokenizer.pad_token_id))
+    return EvalData(config=config, data=data, pad_id=int(tokenizer.pad_token_id),
+                    tokenizer=tokenizer)
 
 
 @dataclass

@@ -164,9 +164,9 @@ def load_pot(config: SweepConfig, checkpoints: list[Path], trial_ids: list[str])
             "the top-k trials mix LoRA and full fine-tuning checkpoints; soups need one kind: "
             "lower --top-k or search train.finetune no more")
     tokenizer = modeling.load_tokenizer(config.model)
-    num_labels = checkpoint_spec(checkpoints[0]).num_labels
-    base = modeling.load_model(config.model, config.task, num_labels=num_labels,
-                               pad_token_id=tokenizer.pad_token_id)
+    first = checkpoint_spec(checkpoints[0])
+    base = modeling.load_model(config.model, config.task, num_labels=first.num_labels,
+                               pad_token_id=tokenizer.pad_token_id, label_names=first.label_names)
     if kinds == {False}:  # full fine-tuning: every saved tensor is averaged
         ingredients = [Ingredient(trial_id, tensors={
             k: v for shard in sorted((c / MODEL_DIR).glob("*.safetensors"))

@@ -19,6 +19,7 @@ from trainables import modeling
 from trainables.config import TrialSpec
 from trainables.data import DataError, PreparedData, prepare_data
 from trainables.loop import optimizer_steps
+from trainables.metrics import metric_label_keys, per_class_metric
 
 
 @dataclass
@@ -189,6 +190,21 @@ def _budget_extremes(config: SweepConfig, num_train: int) -> int:
     return best
 
 
+def check_class_metric(config: SweepConfig, data: PreparedData) -> list[str]:
+    """A per-class metric (`eval_f1_joy`) must name a class of the data; the config alone knows
+    the classes only when `data.label_names` lists them."""
+    per_class = per_class_metric(config.metric)
+    if per_class is None or data.label_names is None:
+        return []
+    keys = metric_label_keys(data.label_names)
+    if per_class[1] in keys:
+        return []
+    kind = per_class[0]
+    return [f"metric: {config.metric!r} names no class of the data; the classes are "
+            f"{data.label_names}, so use one of {[f'eval_{kind}_{k}' for k in keys]}"
+            f"{did_you_mean(per_class[1], keys)}"]
+
+
 def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -> Plan:
     """Run every check; raise one ConfigError listing all problems, or return the plan."""
     problems = check_model(config) + check_logging(config.logging)
@@ -207,13 +223,18 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
     if problems:
         raise ConfigError(problems, "sweep")
     try:
-        data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."))
+        data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."),
+                            generation=config.train.generation_eval)
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
+    problems = check_class_metric(config, data)
+    if problems:
+        raise ConfigError(problems, "sweep")
     spec = TrialSpec(
         task=config.task, model=config.model, data=config.data, train=config.train,
         lora=config.lora, metric=config.metric, mode=config.resolved_mode,  # type: ignore[arg-type]
-        num_labels=data.num_labels, workers=config.resources.workers_per_trial,
+        num_labels=data.num_labels, label_names=data.label_names,
+        workers=config.resources.workers_per_trial,
     )
     tokens = data.summary()["train_tokens"] / max(len(data.train), 1)
     per_step = (tokens * config.train.batch_size * config.train.gradient_accumulation_steps

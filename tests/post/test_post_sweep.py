@@ -123,7 +123,9 @@ def test_export_classifier_carries_its_head(cls_sweep, tiny_encoder_dir: Path,
     expected = _logits(best, batch)
     adapter_dir = export_best(cls_sweep, tmp_path / "adapter")
     load_kwargs = json.loads((adapter_dir / EXPORT_INFO_FILE).read_text())["base_load_kwargs"]
-    assert load_kwargs == {"num_labels": 3}  # the README's loading code passes them too
+    # The README's loading code passes them too; integer labels name the classes by their id.
+    assert load_kwargs == {"num_labels": 3, "id2label": {"0": "0", "1": "1", "2": "2"},
+                           "label2id": {"0": 0, "1": 1, "2": 2}}
     assert "num_labels=3" in (adapter_dir / "README.md").read_text()
     base = AutoModelForSequenceClassification.from_pretrained(tiny_encoder_dir, **load_kwargs)
     peft_model = PeftModel.from_pretrained(base, adapter_dir).eval()
