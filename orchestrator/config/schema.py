@@ -348,7 +348,6 @@ class SweepConfig(StrictModel):
                             f"classifiers, but task is {self.task}; drop it")
         return problems
 
-
     def _check_search_space(self) -> list[str]:
         problems: list[str] = []
         for key, dim in self.search_space.items():
