@@ -166,14 +166,15 @@ def run_sweep(cfg: Any, plan: Any, storage: Path, reuse_actors: bool, tag: str) 
     return {**breakdown(started, ended, list(trials.values())), "trial_failures": failures}
 
 
-def breakdown(started: float, ended: float, trials: list[dict[str, Any]]) -> dict[str, Any]:
+def breakdown(started: float, ended: float, trials: list[dict[str, Any]],
+              concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Where the wall time went. A trial's time is its function's wall time after the heavy
     imports (model load, training, evaluation, checkpoints); per-trial latencies outside it are
     summed over trials and divided by the concurrency: what they add to the wall time while
-    both slots are busy."""
+    every slot is busy (`benchmarks.scale` reuses this on its sweeps)."""
     trial_s = [t["exited"] - t["ready"] for t in trials]
     wall = ended - started
-    ideal = sum(trial_s) / CONCURRENCY
+    ideal = sum(trial_s) / concurrency
     per_trial = {
         "actor_start_s": [t["started"] - t["created"] for t in trials],
         "fetch_and_enter_s": [t["entered"] - t["started"] for t in trials],
@@ -182,14 +183,14 @@ def breakdown(started: float, ended: float, trials: list[dict[str, Any]]) -> dic
     }
     parts = {
         "experiment_start_s": min(t["created"] for t in trials) - started,
-        **{k: sum(v) / CONCURRENCY for k, v in per_trial.items()},
+        **{k: sum(v) / concurrency for k, v in per_trial.items()},
         "experiment_end_s": ended - max(t["completed"] for t in trials),
     }
     parts["driver_gaps_and_other_s"] = wall - ideal - sum(parts.values())
     # The first trial in each slot must start a worker process whatever the settings; without
     # those (one-off per sweep) start-ups, what is left is the per-trial steady state.
-    first = sorted(trials, key=lambda t: t["created"])[:CONCURRENCY]
-    warmup = sum(t["ready"] - t["created"] for t in first) / CONCURRENCY
+    first = sorted(trials, key=lambda t: t["created"])[:concurrency]
+    warmup = sum(t["ready"] - t["created"] for t in first) / concurrency
     return {
         "wall_s": wall,
         "trial_time_sum_s": sum(trial_s),
@@ -198,7 +199,7 @@ def breakdown(started: float, ended: float, trials: list[dict[str, Any]]) -> dic
         "trials": len(trials),
         "mean_trial_s": sum(trial_s) / len(trials),
         "distinct_worker_pids": len({t["pid"] for t in trials}),
-        "overhead_per_trial_s": (wall - ideal) * CONCURRENCY / len(trials),
+        "overhead_per_trial_s": (wall - ideal) * concurrency / len(trials),
         "sweep_warmup_s": warmup,
         "ratio_after_warmup": (wall - warmup) / ideal,
         "in_trial_report_share": sum(t["report_s"] for t in trials) / sum(trial_s),
