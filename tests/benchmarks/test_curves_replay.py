@@ -401,11 +401,11 @@ def test_default_searcher_finds_the_known_best_one_trial_at_a_time(tmp_path: Pat
     """With one trial at a time nothing depends on which concurrent trial reports first, so the
     product default (hyperopt TPE + ASHA) must end each seed's sweep on the synthetic table's
     best candidate, and the same seed must give the same sweep twice."""
+    import ray
+
     from benchmarks.curves import compare
     from benchmarks.curves import methods as M
     from benchmarks.curves.table import load_table
-
-    import ray
 
     raw = synthetic_table()
     best = raw["build"]["best"]
