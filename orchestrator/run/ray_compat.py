@@ -20,7 +20,7 @@ from typing import Any
 _PATCHED = "_sweep_survives_killed_actors"
 
 
-def process_gone_errors() -> tuple[type[BaseException], ...]:
+def process_gone_errors() -> tuple[type[Exception], ...]:
     """Errors of an actor task whose process is gone, that Tune does not treat as such."""
     from ray import exceptions as rex
 
@@ -28,7 +28,7 @@ def process_gone_errors() -> tuple[type[BaseException], ...]:
             rex.LocalRayletDiedError)
 
 
-def as_actor_error(exception: BaseException) -> BaseException:
+def as_actor_error(exception: Exception) -> Exception:
     """`exception` as a `RayActorError` when it says the actor's process is gone."""
     from ray.exceptions import RayActorError, RayTaskError
 
