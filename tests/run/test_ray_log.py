@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispa
 from orchestrator.config.errors import ConfigError
 from orchestrator.experiment.storage import Storage
 from orchestrator.run import ray_log as ray_log_module
-from orchestrator.run.ray_log import RayLog, tune_console_off, worker_lines
+from orchestrator.run.ray_log import RayLog, give_back_console, tune_console_off, worker_lines
 
 BATCH = {"ip": "10.0.0.2", "pid": 4242, "task_name": "train_causal_lm", "is_err": True,
          "lines": ["\x1b[36mCheckpoint successfully created at: /x/checkpoint_000000\x1b[0m"]}
@@ -31,8 +32,28 @@ def ray_printer(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     dispatcher.add_handler("ray_print_logs", printed.append)
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     yield printed
+    give_back_console()  # the capture is the process's: the next test starts without one
     dispatcher.remove_handler("ray_print_logs")
     dispatcher.remove_handler("sweep_ray_log")
+
+
+@pytest.fixture
+def ray_shutdown(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`ray.shutdown` doing what Ray's does to the driver's output: its console printer goes,
+    Ray is no longer initialized. Set before a sweep starts, so the capture watches this one."""
+    calls: list[str] = []
+
+    def shutdown(**_: Any) -> None:
+        calls.append("shutdown")
+        dispatcher.remove_handler("ray_print_logs")
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    return calls
+
+
+def _names() -> list[str]:
+    return [name for name, _ in dispatcher.handlers]
 
 
 def test_ray_lines_go_to_the_experiment_log_not_the_console(
@@ -96,18 +117,103 @@ def test_verbose_leaves_the_console_alone(tmp_path: Path, ray_printer: list[Any]
     assert not (tmp_path / "logs").exists()
 
 
-def test_a_ray_started_for_the_sweep_keeps_logging_to_the_file(
-        tmp_path: Path, ray_printer: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_ray_started_for_the_sweep_keeps_logging_to_the_file_until_it_shuts_down(
+        tmp_path: Path, ray_printer: list[Any], ray_shutdown: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ray_logger = logging.getLogger("ray")
+    handlers_before = list(ray_logger.handlers)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # launch() will start Ray
     with RayLog() as ray_log:
         ray_log.capture_workers()
         ray_log.attach(str(tmp_path))
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # ... and left it running
     dispatcher.emit(BATCH)  # a trial's last lines arrive after the sweep's end
-    try:
-        assert ray_printer == []
-        assert "Checkpoint successfully created" in (tmp_path / "logs" / "ray.log").read_text()
-    finally:
-        ray_log._give_back_console()
+    assert ray_printer == []
+    log = tmp_path / "logs" / "ray.log"
+    assert "Checkpoint successfully created" in log.read_text()
+    ray.shutdown()  # the caller's, as in a notebook: gives the console back
+    assert ray_shutdown == ["shutdown"]
+    assert ray_logger.handlers == handlers_before
+    assert _names() == []  # Ray removed its printer; the next ray.init adds its own
+    logging.getLogger("ray").warning("after the shutdown")
+    assert "after the shutdown" not in log.read_text()
+
+
+def test_two_sweeps_in_one_process_each_log_to_their_own_file(
+        tmp_path: Path, ray_printer: list[Any], ray_shutdown: list[str],
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """launch() twice in a notebook: the first starts Ray, the second joins it."""
+    ray_logger = logging.getLogger("ray")
+    handlers_before = list(ray_logger.handlers)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def sweep(name: str) -> None:
+        with RayLog(title=f"sweep run {name}") as ray_log:
+            monkeypatch.setattr(ray, "is_initialized", lambda: True)  # ensure_ray
+            ray_log.capture_workers()
+            logging.getLogger("ray.tune").warning(f"{name}: before attach")
+            dispatcher.emit({**BATCH, "lines": [f"{name}: trial, before attach"]})
+            ray_log.attach(str(tmp_path / name))
+            logging.getLogger("ray.tune").warning(f"{name}: driver")
+            dispatcher.emit({**BATCH, "lines": [f"{name}: trial"]})
+        dispatcher.emit({**BATCH, "lines": [f"{name}: trial, late"]})
+
+    sweep("first")
+    sweep("second")
+    first = (tmp_path / "first" / "logs" / "ray.log").read_text()
+    second = (tmp_path / "second" / "logs" / "ray.log").read_text()
+    for line in ("before attach", "driver", "trial, before attach", "trial", "trial, late"):
+        assert f"first: {line}" in first and f"second: {line}" in second
+    assert "second" not in first and "first" not in second
+    assert ray_printer == [] and capfd.readouterr() == ("", "")
+    assert _names() == ["sweep_ray_log"]  # one capture, not one per sweep
+    assert ray_log_module._CAPTURE._pending == deque()
+    ray.shutdown()
+    assert ray_logger.handlers == handlers_before and _names() == []
+    logging.getLogger("ray").warning("third: after the shutdown")
+    assert "third" not in (tmp_path / "second" / "logs" / "ray.log").read_text()
+    assert ray_log_module._CAPTURE._pending == deque()  # nothing held once released
+
+
+def test_a_sweep_joining_the_callers_ray_gives_the_console_back_at_its_end(
+        tmp_path: Path, ray_printer: list[Any]) -> None:
+    with RayLog() as ray_log:
+        ray_log.capture_workers()
+        ray_log.attach(str(tmp_path))
+    for _ in range(3):
+        dispatcher.emit(BATCH)  # the caller's own tasks, after the sweep: their console
+    assert ray_printer == [BATCH] * 3
+    assert _names() == ["ray_print_logs"]
+    assert ray_log_module._CAPTURE._pending == deque()  # and nothing held for a closed file
+    assert "Checkpoint" not in (tmp_path / "logs" / "ray.log").read_text()
+
+
+def test_lines_held_before_the_log_has_a_place_are_capped(
+        tmp_path: Path, ray_printer: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_log_module, "MAX_PENDING_LINES", 3)
+    with RayLog() as ray_log:
+        ray_log.capture_workers()
+        dispatcher.emit({**BATCH, "lines": [f"line {i}" for i in range(5)]})
+        assert len(ray_log_module._CAPTURE._pending) == 3
+        ray_log.attach(str(tmp_path))
+    lines = (tmp_path / "logs" / "ray.log").read_text().splitlines()
+    assert lines[1] == ("(2 earlier lines dropped: only the last 3 are held until the log has "
+                        "a place)")
+    assert [line[-6:] for line in lines[2:]] == ["line 2", "line 3", "line 4"]  # the last 3
+
+
+def test_a_verbose_sweep_ends_an_earlier_sweeps_capture(
+        tmp_path: Path, ray_printer: list[Any], ray_shutdown: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with RayLog() as ray_log:
+        monkeypatch.setattr(ray, "is_initialized", lambda: True)
+        ray_log.capture_workers()
+        ray_log.attach(str(tmp_path))
+    with RayLog(verbose=True):
+        dispatcher.emit(BATCH)
+    assert ray_printer == [BATCH]
+    assert "Checkpoint" not in (tmp_path / "logs" / "ray.log").read_text()
 
 
 def test_object_storage_log_is_written_here_and_uploaded(
