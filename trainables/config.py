@@ -261,8 +261,9 @@ class GenerationEvalConfig(StrictModel):
         "seeded sample each time, drawn with data.split_seed). Cost grows linearly with it."
     )
     max_new_tokens: int = Field(
-        128, ge=1, description="Generation stops at EOS or after this many tokens; answers that "
-        "do not fit score 0."
+        256, ge=1, description="Generation stops at EOS or after this many tokens; answers that "
+        "do not fit score 0. 256 fits 97% of GSM8K's reference answers (SmolLM2 tokenizer: median "
+        "~117 tokens, p95 ~230; 128 fits ~58%). Only a completion that never stops costs it all."
     )
     batch_size: int | None = Field(
         None, ge=1, description="Prompts generated together. Default: train.eval_batch_size. A "
@@ -356,7 +357,7 @@ class TrainConfig(StrictModel):
     generation_eval: GenerationEvalConfig | None = Field(
         None, description="Causal LM: also generate on a sample of validation and report "
         "eval_exact_match (selectable as the metric), e.g. `{num_examples: 16, max_new_tokens: "
-        "128}`. Slow: one generation per example at every evaluation (README: Metrics)."
+        "256}`. Slow: one generation per example at every evaluation (README: Metrics)."
     )
 
 

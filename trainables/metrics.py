@@ -51,6 +51,33 @@ def per_class_metric(metric: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+# Metrics that are shares of examples, in [0, 1] (after the `eval_`/`test_` prefix): macro and
+# per-class ratios included. -> the report key counting the examples, after the same prefix.
+RATE_METRIC_SAMPLES = {
+    "accuracy": "examples", "token_accuracy": "examples", "precision": "examples",
+    "recall": "examples", "f1": "examples", "binary_f1": "examples",
+    "exact_match": "generation_examples",  # the generation sample, not the validation split
+}
+
+
+def rate_metric_sample_key(metric: str) -> str | None:
+    """For a metric that is a share in [0, 1], the report key counting its examples; None for
+    any other (loss, perplexity, an unknown name).
+
+    >>> rate_metric_sample_key("eval_f1_joy"), rate_metric_sample_key("test_exact_match")
+    ('eval_examples', 'test_generation_examples')
+    >>> rate_metric_sample_key("eval_loss") is None
+    True
+    """
+    prefix, _, name = metric.partition("_")
+    if not name:
+        return None
+    if _PER_CLASS.fullmatch(f"eval_{name}"):
+        name = name.split("_", 1)[0]  # one class's: of fewer rows, so noisier than this says
+    sample = RATE_METRIC_SAMPLES.get(name)
+    return f"{prefix}_{sample}" if sample else None
+
+
 def metric_mode(task: str, metric: str) -> str | None:
     """`min`/`max` for a metric the task's trainable can report, None for an unknown name."""
     fixed = REPORTED_METRICS.get(task, {}).get(metric)

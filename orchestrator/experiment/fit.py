@@ -3,11 +3,13 @@
 A change in a metric between two evaluations counts only when it is larger than all of
 
 - `tolerance x |reference value|`: large relative to the metric (5% by default);
-- the metric's smallest meaningful change (`MIN_MEANINGFUL_CHANGE`): 0.01 nats of loss (a
-  1% change of perplexity) or 0.01 of an accuracy/F1 (one percentage point); a relative rule
-  alone calls 0.0013 -> 0.0012 nats an 8% improvement;
+- the metric's smallest meaningful change (`min_meaningful_change`): 0.01 nats of loss (a
+  1% change of perplexity) or 0.01 of a share of examples (accuracy, precision, recall, F1,
+  per class too, exact match: one percentage point); a relative rule alone calls
+  0.0013 -> 0.0012 nats an 8% improvement;
 - `NOISE_Z` standard errors of the difference of two evaluations, where the reports say how
-  noisy an evaluation is (`eval_loss_se`, `eval_examples`; see `metric_standard_error`).
+  noisy an evaluation is (`eval_loss_se`, `eval_examples`, `eval_generation_examples`; see
+  `metric_standard_error`).
 
 That is: statistically distinguishable from another draw of the validation set, and large
 enough to matter. Each rule alone fails somewhere: relative near zero, absolute across loss
@@ -23,20 +25,20 @@ from typing import Any
 import pandas as pd
 
 from trainables.config import is_better
+from trainables.metrics import rate_metric_sample_key
 
 OVERFIT_TOLERANCE = 0.05  # last eval worse than the best by more than this (relative)
 UNDERFIT_IMPROVEMENT = 0.05  # eval improved by more than this over the last third of evals
 NOISE_Z = 2.0  # standard errors a change must exceed: chance alone does it ~5% of the time
 LOSS_MIN_CHANGE = 0.01  # nats per item: exp(0.01) - 1 = 1% of perplexity
-RATE_MIN_CHANGE = 0.01  # accuracy / F1 (in [0, 1]): one percentage point
-RATE_METRICS = ("accuracy", "f1")  # metric names ending so are shares of examples, in [0, 1]
+RATE_MIN_CHANGE = 0.01  # a share of examples (in [0, 1]): one percentage point
 
 
 def min_meaningful_change(metric: str) -> float:
     """The smallest change of `metric` worth a flag: 0 for metrics of unknown scale."""
     if metric.endswith("loss"):
         return LOSS_MIN_CHANGE
-    if metric.endswith(RATE_METRICS):
+    if rate_metric_sample_key(metric) is not None:
         return RATE_MIN_CHANGE
     return 0.0
 
@@ -45,18 +47,20 @@ def metric_standard_error(metric: str, report: Mapping[str, Any]) -> float:
     """One evaluation's standard error of `metric`, from what the report says; 0 if unknown.
 
     loss: `eval_loss_se`, measured by the trainable from per-example losses. perplexity:
-    perplexity x `eval_loss_se` (delta method). accuracy/F1: a share p of `eval_examples`
-    examples, sqrt(p (1 - p) / n) (a binomial standard error; macro-F1 averages classes that
-    are each smaller than n, so its true noise is larger and this is a lower bound).
+    perplexity x `eval_loss_se` (delta method). A share p of n examples (accuracy, precision,
+    recall, F1; n = `eval_examples`; exact match: n = `eval_generation_examples`, the generation
+    sample): sqrt(p (1 - p) / n), a binomial standard error (macro and per-class ratios count
+    classes each smaller than n, so their true noise is larger and this is a lower bound).
     """
-    prefix = metric.split("_", 1)[0] if "_" in metric else "eval"  # eval_f1 -> eval_examples
+    prefix = metric.split("_", 1)[0] if "_" in metric else "eval"  # test_perplexity -> test_loss_se
     value = _finite(report.get(metric))
     if metric.endswith("loss"):
         return _finite(report.get(f"{metric}_se")) or 0.0
     if metric.endswith("perplexity") and value is not None:
         return value * (_finite(report.get(f"{prefix}_loss_se")) or 0.0)
-    examples = _finite(report.get(f"{prefix}_examples"))
-    if metric.endswith(RATE_METRICS) and value is not None and examples:
+    sample = rate_metric_sample_key(metric)
+    examples = _finite(report.get(sample)) if sample else None
+    if value is not None and examples:
         p = min(max(value, 0.0), 1.0)
         return math.sqrt(p * (1 - p) / examples)
     return 0.0

@@ -282,6 +282,43 @@ def test_f1_flags_allow_for_the_evaluation_set_size() -> None:
                          mode="max")["overfitting"]
 
 
+def test_precision_and_per_class_f1_flags_allow_for_the_evaluation_set_size() -> None:
+    # +0.08 over the last third: 2 standard errors of 100 examples are about 0.14.
+    for metric in ("eval_precision", "eval_recall", "eval_f1_joy", "eval_binary_f1"):
+        rising = _history([0.30, 0.40, 0.44, 0.48, 0.52, 0.56]).rename(
+            columns={"eval_loss": metric})
+        assert not fit_flags(rising.assign(eval_examples=100), metric=metric,
+                             mode="max")["underfitting"], metric
+        assert fit_flags(rising.assign(eval_examples=5000), metric=metric,
+                         mode="max")["underfitting"], metric
+        assert metric_standard_error(metric, {metric: 0.5, "eval_examples": 100}) == 0.05
+
+
+def test_exact_match_flags_allow_for_the_generation_sample_size() -> None:
+    """16 generated examples: one example more or less is 6.25 points, never a flag."""
+    one_more = _history([0.25, 0.25, 0.25, 0.25, 0.3125]).rename(
+        columns={"eval_loss": "eval_exact_match"})
+    # The validation split is large; the generation sample is what exact match is a share of.
+    one_more = one_more.assign(eval_examples=5000, eval_generation_examples=16)
+    assert not fit_flags(one_more, metric="eval_exact_match", mode="max")["underfitting"]
+    one_less = _history([0.25, 0.3125, 0.25], [2.0, 1.5, 1.0]).rename(
+        columns={"eval_loss": "eval_exact_match"})
+    one_less = one_less.assign(eval_examples=5000, eval_generation_examples=16)
+    assert not fit_flags(one_less, metric="eval_exact_match", mode="max")["overfitting"]
+    from_zero = _history([0.0, 0.0, 0.0, 0.0625]).rename(
+        columns={"eval_loss": "eval_exact_match"}).assign(eval_generation_examples=16)
+    assert not fit_flags(from_zero, metric="eval_exact_match", mode="max")["underfitting"]
+    # A real collapse on 16 examples (12 -> 4 right) still flags, and so does 1/16 of 5000.
+    collapse = _history([0.5, 0.75, 0.25], [2.0, 1.5, 1.0]).rename(
+        columns={"eval_loss": "eval_exact_match"}).assign(eval_generation_examples=16)
+    assert fit_flags(collapse, metric="eval_exact_match", mode="max")["overfitting"]
+    assert fit_flags(one_less.assign(eval_generation_examples=5000), metric="eval_exact_match",
+                     mode="max")["overfitting"]
+    assert metric_standard_error("test_exact_match", {
+        "test_exact_match": 0.5, "test_examples": 5000, "test_generation_examples": 16,
+    }) == pytest.approx(0.125)
+
+
 def test_metric_standard_errors() -> None:
     report = {"eval_loss": 1.0, "eval_loss_se": 0.05, "eval_perplexity": math.e,
               "eval_f1": 0.5, "eval_token_accuracy": 0.9, "eval_examples": 100}

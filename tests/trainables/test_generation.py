@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -105,7 +108,7 @@ def test_exact_match_scores_the_generated_final_answers(tiny_lm_dir: Path) -> No
     # Right (text after EOS ignored), wrong number, no `####`: 1 of 3.
     metrics = generation_metrics(oracle, samples, tok, config, batch_size=2,
                                  device=torch.device("cpu"))
-    assert metrics == {"eval_exact_match": pytest.approx(1 / 3)}
+    assert metrics == {"eval_exact_match": pytest.approx(1 / 3), "eval_generation_examples": 3}
 
 
 def test_batched_greedy_generation_equals_one_prompt_at_a_time(tiny_lm_dir: Path) -> None:
@@ -125,11 +128,59 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time(tiny_lm_dir: Path
     assert together == alone and any(together)
 
 
-def test_tiny_model_run_reports_exact_match(tiny_lm_dir: Path, sums_files: dict,
-                                            tmp_path: Path) -> None:
-    from trainables.baseline import evaluate_untrained
+def _fused_copy(model_dir: Path, folder: Path) -> Path:
+    """The tiny LM with a tokenizer that decodes characters back without spaces between, so
+    generated text reads `#### 7` (the tiny tokenizer's own decoder writes `# # # #   7`)."""
+    from tokenizers import decoders
 
-    _, plan = _plan(_config(tiny_lm_dir, sums_files))
+    from trainables.config import ModelConfig
+    from trainables.modeling import load_tokenizer
+
+    shutil.copytree(model_dir, folder)
+    tok = load_tokenizer(ModelConfig(path=str(folder)))
+    tok.backend_tokenizer.decoder = decoders.Fuse()
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _answers_even_sums(tok: Any) -> Callable[..., torch.Tensor]:
+    """A stand-in for the model's `generate`: reads each prompt `Q: a+b?` from the (left-padded)
+    batch and writes `#### a+b` when that sum is even, `#### a+b+1` when it is odd, then EOS."""
+
+    def generate(self: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 max_new_tokens: int, pad_token_id: int, eos_token_id: int,
+                 **_: object) -> torch.Tensor:
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            prompt = tok.decode(ids[mask.bool()].tolist())
+            a, b = (int(d) for d in re.fullmatch(r"Q: (\d)\+(\d)\?\nA:", prompt).groups())
+            written = a + b if (a + b) % 2 == 0 else a + b + 1
+            new = tok(f"#### {written}", add_special_tokens=False)["input_ids"] + [eos_token_id]
+            new = new[:max_new_tokens]
+            rows.append(ids.tolist() + new + [pad_token_id] * (max_new_tokens - len(new)))
+        return torch.tensor(rows, device=input_ids.device)
+
+    return generate
+
+
+def test_tiny_model_run_reports_exact_match(tiny_lm_dir: Path, sums_files: dict,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """Through the training loop and the untrained baseline, with a `generate` whose answers
+    are known: right exactly for the sample's even sums."""
+    from transformers import LlamaForCausalLM
+
+    from trainables.baseline import evaluate_untrained
+    from trainables.config import ModelConfig
+    from trainables.modeling import load_tokenizer
+
+    model_dir = _fused_copy(tiny_lm_dir, tmp_path / "lm")
+    _, plan = _plan(_config(model_dir, sums_files))
+    answers = [int(s["answer"]) for s in plan.data.generation_validation]
+    expected = sum(a % 2 == 0 for a in answers) / len(answers)
+    assert 0 < expected < 1, answers  # a sample of both kinds: a wrong scoring shows
+    monkeypatch.setattr(LlamaForCausalLM, "generate",
+                        _answers_even_sums(load_tokenizer(ModelConfig(path=str(model_dir)))))
     reports: list[dict] = []
 
     def report(metrics: dict, folder: Path) -> None:
@@ -142,8 +193,9 @@ def test_tiny_model_run_reports_exact_match(tiny_lm_dir: Path, sums_files: dict,
     fit(spec, plan.data, plan.pad_id, report)
     assert [r["step"] for r in reports] == [5, 10]
     for r in reports:
-        assert r["eval_exact_match"] * 6 == pytest.approx(round(r["eval_exact_match"] * 6))
-        assert 0.0 <= r["eval_exact_match"] <= 1.0
+        assert r["eval_exact_match"] == pytest.approx(expected)
+        assert r["eval_generation_examples"] == 6
     saved = json.loads((tmp_path / "step-10" / "metrics.json").read_text())
     assert saved["eval_exact_match"] == reports[-1]["eval_exact_match"]
-    assert "eval_exact_match" in evaluate_untrained(plan.spec, plan.data, plan.pad_id)
+    baseline = evaluate_untrained(plan.spec, plan.data, plan.pad_id)
+    assert baseline["eval_exact_match"] == pytest.approx(expected)
