@@ -56,15 +56,22 @@ def save(
     spec: dict[str, Any],
     scaler: Any = None,
     rng_per_rank: list[dict[str, Any]] | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> None:
-    """`rng_per_rank`: every data-parallel rank's RNG state (rank 0's is also `rng`)."""
+    """`rng_per_rank`: every data-parallel rank's RNG state (rank 0's is also `rng`).
+    `model_state`, `optimizer_state`: the full states gathered from a sharded (FSDP) model,
+    written in place of the model's and optimizer's own (which hold one shard each)."""
     folder.mkdir(parents=True, exist_ok=True)
     if finetune == "lora":
         model.save_pretrained(folder / ADAPTER_DIR)  # type: ignore[operator]
     else:
-        model.save_pretrained(folder / MODEL_DIR)  # type: ignore[operator]
+        if model_state is not None:  # tied weights once, as save_pretrained writes its own
+            tied = tied_names(model)
+            model_state = {k: v for k, v in model_state.items() if k not in tied}
+        model.save_pretrained(folder / MODEL_DIR, state_dict=model_state)  # type: ignore[operator]
     state = {
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "progress": asdict(progress),
@@ -159,6 +166,50 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint's weights do not fit the model the trial built."""
 
 
+def tied_names(model: torch.nn.Module) -> dict[str, str]:
+    """Parameter name -> the name it is tied to (an LM head sharing the embedding), which
+    save_pretrained writes only once."""
+    first: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            tied[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return tied
+
+
+def read_full_weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A full fine-tuning checkpoint's weights as one state dict keyed like the model's, tied
+    names filled in: what a sharded (FSDP) model loads in one call. Refuses weights that do
+    not fit the model, like `load_weights`."""
+    from safetensors.torch import load_file
+
+    shards = sorted((folder / MODEL_DIR).glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"checkpoint {folder} has no {MODEL_DIR}/*.safetensors")
+    weights: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        weights |= load_file(str(shard))
+    for name, source in tied_names(model).items():
+        if name not in weights and source in weights:
+            weights[name] = weights[source]
+        elif source not in weights and name in weights:
+            weights[source] = weights[name]
+    expected = set(model.state_dict())
+    unexpected = sorted(set(weights) - expected)
+    if unexpected:
+        raise CheckpointMismatchError(
+            f"checkpoint {folder} has weights this model does not: {unexpected[:5]}; it was "
+            "written by another model, so the trial cannot resume from it")
+    missing = sorted(expected - set(weights))
+    if missing:
+        raise CheckpointMismatchError(
+            f"checkpoint {folder} lacks weights of this model: {missing[:5]}; resuming would "
+            "train from the base weights with the restored optimizer, so it is refused")
+    return weights
+
+
 def _missing_keys(model: torch.nn.Module, loaded: set[str]) -> list[str]:
     """Model weights no shard provided; weights tied to a loaded one (an LM head sharing the
     embedding, which save_pretrained writes once) are not missing."""
@@ -168,17 +219,25 @@ def _missing_keys(model: torch.nn.Module, loaded: set[str]) -> list[str]:
                   if k not in loaded and v.data_ptr() not in loaded_storage)
 
 
-def load_state(
-    source: Path | bytes, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any = None,
-    rank: int = 0,
-) -> Progress:
-    """Restore from a checkpoint folder, or from its STATE_FILE's bytes (what rank 0 sends the
-    other data-parallel ranks, which cannot see its copy of the checkpoint)."""
+def read_state(source: Path | bytes) -> dict[str, Any]:
+    """A checkpoint folder's STATE_FILE, or its bytes, as a dict."""
     # weights_only: tensors and plain containers only; a pickled object is refused, not run.
-    state = torch.load(
+    return torch.load(  # type: ignore[no-any-return]
         source / STATE_FILE if isinstance(source, Path) else io.BytesIO(source), weights_only=True
     )
-    optimizer.load_state_dict(state["optimizer"])
+
+
+def load_state(
+    source: Path | bytes | dict[str, Any], optimizer: torch.optim.Optimizer | None,
+    scheduler: Any, scaler: Any = None, rank: int = 0,
+) -> Progress:
+    """Restore from a checkpoint folder, or from its STATE_FILE's bytes (what rank 0 sends the
+    other data-parallel ranks, which cannot see its copy of the checkpoint), or from the state
+    `read_state` returned. `optimizer=None`: the caller restores the optimizer itself (FSDP
+    loads rank 0's full optimizer state into every rank's shards)."""
+    state = source if isinstance(source, dict) else read_state(source)
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler") is not None:
         scaler.load_state_dict(state["scaler"])

@@ -372,6 +372,11 @@ class TrialSpec(StrictModel):
     num_labels: int | None = None
     label_names: list[str] | None = None  # in id order; the model's id2label
     workers: int = Field(1, ge=1, description="Data-parallel processes training this trial.")
+    # With workers > 1: how the Ray Train workers shard the model, and what each one holds.
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     metric: str = "eval_loss"
     mode: Literal["min", "max"] = "min"
 

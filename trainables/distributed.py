@@ -1,17 +1,17 @@
 """Data parallelism inside one trial: the torch.distributed side (no Ray here).
 
-Every rank runs the same `loop.fit`. Each global micro-batch is `batch_size x world_size`
-examples, taken from the epoch order all ranks compute from the seed; rank r trains on its
-contiguous share. Each rank's loss is weighted by its share of the global batch's loss items
-(examples, or completion tokens for causal LMs), so DDP's gradient average equals the gradient of
-the mean loss over the whole global batch: W workers x batch_size B train exactly like one
-process with batch_size W x B (up to float rounding), uneven last batches included.
+Ray Train starts the ranks and their process group (gloo on CPU, NCCL on GPU; see
+`data_parallel`), and every rank runs the same `loop.fit`. Each global micro-batch is
+`batch_size x world_size` examples, taken from the epoch order all ranks compute from the seed;
+rank r trains on its contiguous share. Each rank's loss is weighted by its share of the global
+batch's loss items (examples, or completion tokens for causal LMs), so DDP's gradient average
+(or FSDP's reduce-scatter, see `fsdp`) equals the gradient of the mean loss over the whole
+global batch: W workers x batch_size B train exactly like one process with batch_size W x B (up
+to float rounding), uneven last batches included.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,6 @@ import torch.distributed as dist
 
 from trainables.config import Task
 from trainables.data import IGNORE_INDEX
-
-TIMEOUT_ENV = "SWEEP_DP_TIMEOUT_S"
 
 
 @dataclass(frozen=True)
@@ -42,44 +40,6 @@ class Rank:
 
 
 SINGLE = Rank()
-
-
-def collective_timeout_s() -> float:
-    """How long a rank waits in a collective. Ranks 1.. wait at a barrier while rank 0
-    evaluates and uploads a checkpoint, so this must cover that (storage retries included)."""
-    return float(os.environ.get(TIMEOUT_ENV, "1800"))
-
-
-def _interface_of(ip: str) -> str | None:
-    import psutil
-
-    for name, addresses in psutil.net_if_addrs().items():
-        if any(a.address == ip for a in addresses):
-            return name
-    return None
-
-
-def init_group(rank: Rank, master_addr: str, master_port: int, device: torch.device,
-               node_ip: str) -> None:
-    """Join the trial's process group: gloo on CPU, nccl on CUDA; rank 0 hosts the store."""
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if backend == "gloo" and "GLOO_SOCKET_IFNAME" not in os.environ:
-        # Gloo otherwise binds to whatever the host name resolves to; Ray's node address is the
-        # one the nodes are known to reach each other on.
-        interface = _interface_of(node_ip)
-        if interface is not None:
-            os.environ["GLOO_SOCKET_IFNAME"] = interface
-    dist.init_process_group(
-        backend, init_method=f"tcp://{master_addr}:{master_port}", rank=rank.rank,
-        world_size=rank.world_size,
-        timeout=datetime.timedelta(seconds=collective_timeout_s()),
-    )
-
-
-def destroy_group() -> None:
-    """Leave the group; a peer blocked in a collective then fails at once instead of waiting."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def loss_items(examples: Sequence[dict[str, Any]], task: Task) -> int:

@@ -3,7 +3,10 @@
 `fit` knows nothing about Ray: it takes a `report(metrics, checkpoint_dir)` callback and an
 optional checkpoint folder to resume from, so it runs the same in a Tune trial, in a test, or in
 a plain script. Given a `Rank` of a data-parallel group (see `distributed`), every rank runs it:
-rank 0 restores, evaluates, checkpoints and reports; the others train their share and wait.
+rank 0 restores, evaluates, checkpoints and reports; the others train their share, call
+`report({}, None)` at the same points (Ray Train's report is collective) and wait. With
+`strategy: fsdp` (see `fsdp`) the model is sharded, so every rank also takes part in restoring,
+evaluating and gathering the checkpoint, which rank 0 writes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import torch
 
-from trainables import checkpointing, distributed, modeling
+from trainables import checkpointing, distributed, fsdp, modeling
 from trainables.checkpointing import STATE_FILE, Progress
 from trainables.config import TrainConfig, TrialSpec
 from trainables.data import PreparedData
@@ -28,7 +31,9 @@ from trainables.evaluation import collate, evaluate
 from trainables.generation import generation_metrics
 from trainables.runtime import PeakMemory, pick_device, seed_everything, watch_for_release
 
-Report = Callable[[dict[str, float], Path], None]
+# report(metrics, checkpoint folder): rank 0's evaluation; ({}, None) on the other ranks. It may
+# return False to stop training (the scheduler stopped the trial); rank 0's answer counts.
+Report = Callable[[dict[str, float], Path | None], bool | None]
 
 
 class DivergedError(RuntimeError):
@@ -66,7 +71,10 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], Any] | None:
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int) -> Setup:
+def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int, *,
+          sharded: bool = False) -> Setup:
+    """`sharded`: shard the model over the process group (FSDP) before building the optimizer,
+    which then holds this rank's shards only."""
     train = spec.train
     seed_everything(train.seed)
     device = pick_device()
@@ -79,12 +87,17 @@ def setup(spec: TrialSpec, data: PreparedData, tokenizer_pad_id: int) -> Setup:
         label_names=data.label_names,
     )
     if train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()  # type: ignore[operator]
+        # FSDP re-gathers a block's weights in the recomputation: torch's non-reentrant kind.
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if sharded else {}
+        model.gradient_checkpointing_enable(**kwargs)  # type: ignore[operator]
         if train.finetune == "lora":
             model.enable_input_require_grads()  # type: ignore[operator]
     if train.finetune == "lora":
         model = modeling.apply_lora(model, spec.lora, spec.task)
-    model.to(device)
+    if sharded:
+        fsdp.shard_model(model, device)
+    else:
+        model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params,
@@ -142,6 +155,26 @@ def _restore(s: Setup, spec: TrialSpec, resume_from: Path | None, rank: Rank) ->
     return progress
 
 
+def _restore_sharded(s: Setup, spec: TrialSpec, resume_from: Path | None,
+                     rank: Rank) -> Progress:
+    """FSDP: rank 0 reads the full weights and optimizer state and broadcasts them into every
+    rank's shards; the rest of the state (schedule, progress, RNG) goes to all ranks whole."""
+    weights, optimizer_state, state = None, None, None
+    if rank.is_main and resume_from is not None:
+        weights = checkpointing.read_full_weights(resume_from, s.model)
+        state = checkpointing.read_state(resume_from)
+        optimizer_state = state.pop("optimizer")
+    state = distributed.broadcast_object(state, rank)
+    if state is None:
+        distributed.seed_rank(spec.train.seed, rank)
+        return Progress()
+    fsdp.load_model_state(s.model, weights, rank)
+    fsdp.load_optimizer_state(s.model, s.optimizer, optimizer_state, rank)
+    progress = checkpointing.load_state(state, None, s.scheduler, s.scaler, rank.rank)
+    _apply_current_hyperparameters(s, spec)
+    return progress
+
+
 def fit(
     spec: TrialSpec,
     data: PreparedData,
@@ -151,12 +184,13 @@ def fit(
     rank: Rank = SINGLE,
 ) -> dict[str, float]:
     memory = PeakMemory(pick_device())  # from before the model loads
-    s = setup(spec, data, pad_id)
+    sharded = spec.strategy == "fsdp"  # needs a process group (ranks of a Ray Train run)
+    s = setup(spec, data, pad_id, sharded=sharded)
     watch_for_release(s.model)
     train = spec.train
-    progress = _restore(s, spec, resume_from, rank)
+    progress = (_restore_sharded if sharded else _restore)(s, spec, resume_from, rank)
     forward = (distributed.wrap(s.model, s.device, static_graph=train.gradient_checkpointing)
-               if rank.distributed else s.model)
+               if rank.distributed and not sharded else s.model)
     global_batch = train.batch_size * rank.world_size
     eval_batch = train.eval_batch_size or train.batch_size
 
@@ -199,7 +233,10 @@ def fit(
             batch = {k: v.to(s.device) for k, v in collate(examples, pad_id, spec.task).items()}
             # Gradients are all-reduced only on the micro-batch that completes a step.
             no_sync = rank.distributed and micro_in_step + 1 < accum
-            with forward.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[operator]
+            sync = (fsdp.no_sync(s.model, no_sync) if sharded
+                    else forward.no_sync() if no_sync  # type: ignore[operator]
+                    else contextlib.nullcontext())
+            with sync:
                 with s.autocast() if s.autocast else contextlib.nullcontext():
                     loss = forward(**batch)["loss"]
                 mean_loss = distributed.global_loss(loss, weight, rank)
@@ -228,9 +265,14 @@ def fit(
             ):
                 rng_per_rank = (distributed.gather_objects(checkpointing.rng_state(), rank)
                                 if rank.distributed else None)
+                # FSDP: every rank runs the evaluation's forward passes and gathers the state.
+                metrics = validate() if rank.is_main or sharded else {}
+                model_state, optimizer_state = ((fsdp.gather_model_state(s.model),
+                                                 fsdp.gather_optimizer_state(s.model, s.optimizer))
+                                                if sharded else (None, None))
                 if rank.is_main:
                     last = {
-                        **validate(),
+                        **metrics,
                         "train_loss": window_loss / max(window_batches, 1),
                         "step": progress.step,
                         "total_steps": s.total_steps,
@@ -247,10 +289,15 @@ def fit(
                             Path(tmp), model=s.model, finetune=train.finetune,
                             optimizer=s.optimizer, scheduler=s.scheduler, progress=progress,
                             metrics=last, spec=spec.model_dump(), scaler=s.scaler,
-                            rng_per_rank=rng_per_rank,
+                            rng_per_rank=rng_per_rank, model_state=model_state,
+                            optimizer_state=optimizer_state,
                         )
-                        report(last, Path(tmp))
-                distributed.barrier(rank)  # the others wait while rank 0 evaluates and saves
+                        go_on = report(last, Path(tmp))
+                else:
+                    go_on = report({}, None)
+                # The others wait here while rank 0 evaluates, saves and hears back.
+                if distributed.broadcast_object(go_on, rank) is False:
+                    return last
                 window_loss, window_batches, window_tokens, window_time = 0.0, 0, 0, 0.0
             if progress.step >= s.total_steps:
                 break

@@ -4,28 +4,26 @@ Failures are sorted here: a NaN/inf loss ends the trial as *diverged* and an out
 error as *infeasible*; both report the worst value of the sweep metric (so the searcher learns
 the region is bad) and end normally, so Tune does not retry them. Any other exception fails
 the trial, and Tune retries it from its latest intact checkpoint. With `workers > 1` this
-process is rank 0 of the trial's data-parallel group (see `workers`).
+process trains nothing itself: it runs the trial on Ray Train workers and relays their reports
+(see `data_parallel`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import posixpath
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainables import checkpointing
+from trainables import data_parallel
 from trainables.config import REPORTED_METRICS, TrialSpec, merge_trial_config
 from trainables.data import PreparedData
 from trainables.loop import DivergedError, fit
+from trainables.resume import intact_checkpoint
 from trainables.runtime import release_memory, threads_for_trial
-from trainables.workers import data_parallel
 
 log = logging.getLogger(__name__)
 
@@ -43,54 +41,27 @@ def _failure_report(trial: TrialSpec, kind: str, err: BaseException) -> dict[str
     return {**metrics, kind: 1.0, "error": f"{type(err).__name__}: {err}"[:500]}
 
 
-def _candidate_checkpoints(checkpoint: Any) -> list[Any]:
-    """The checkpoint Tune offers, then the trial's older ones, newest first."""
-    from pyarrow.fs import FileSelector
-    from ray.tune import Checkpoint
-
-    parent = posixpath.dirname(checkpoint.path.rstrip("/"))
-    try:
-        infos = checkpoint.filesystem.get_file_info(FileSelector(parent))
-    except OSError:
-        return [checkpoint]
-    older = sorted((i.path for i in infos if i.base_name.startswith("checkpoint_")
-                    and i.path.rstrip("/") != checkpoint.path.rstrip("/")
-                    and i.base_name < posixpath.basename(checkpoint.path.rstrip("/"))),
-                   reverse=True)
-    return [checkpoint] + [Checkpoint(p, filesystem=checkpoint.filesystem) for p in older]
-
-
-@contextlib.contextmanager
-def intact_checkpoint(checkpoint: Any) -> Iterator[Path | None]:
-    """A local folder of the newest intact checkpoint (torn or corrupt ones are skipped)."""
-    for candidate in _candidate_checkpoints(checkpoint):
-        with candidate.as_directory() as folder:
-            problem = checkpointing.verify(Path(folder))
-            if problem is None:
-                yield Path(folder)
-                return
-            log.warning("skipping checkpoint %s: %s", candidate.path, problem)
-    log.warning("no intact checkpoint left; the trial starts from scratch")
-    yield None
-
-
 STORAGE_RETRY_S = float(os.environ.get("SWEEP_STORAGE_RETRY_S", "300"))
 
 
-def report_with_retries(metrics: dict[str, Any], folder: Path) -> None:
+def report_with_retries(metrics: dict[str, Any], checkpoint: Path | Any) -> None:
     """Report with a checkpoint, riding out a storage outage instead of failing the trial.
 
     The upload happens inside `tune.report`; when it raises (the store is unreachable), nothing
     was reported and the checkpoint index did not advance, so the same report is retried with
     backoff for up to SWEEP_STORAGE_RETRY_S seconds (default 300) before the trial fails.
+    `checkpoint`: a local folder, or a `tune.Checkpoint` already on the storage (a data-parallel
+    trial's, as Ray Train uploaded it).
     """
     from ray import tune
 
+    if isinstance(checkpoint, Path):
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint))
     deadline = time.monotonic() + STORAGE_RETRY_S
     delay = 1.0
     while True:
         try:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            tune.report(metrics, checkpoint=checkpoint)
             return
         except OSError as err:
             if time.monotonic() + delay > deadline:
@@ -110,17 +81,18 @@ def run_trial(config: dict[str, Any], *, spec: TrialSpec, data: PreparedData,
     # Tune records node_ip, which is the same for every node of a one-machine cluster.
     where = {"node_id": ray.get_runtime_context().get_node_id()}
 
-    def report(metrics: dict[str, float], folder: Path) -> None:
-        report_with_retries({**metrics, **where}, folder)
+    def report(metrics: dict[str, Any], checkpoint: Path | Any) -> None:
+        report_with_retries({**where, **metrics}, checkpoint)  # a worker's node_id wins
 
     checkpoint = tune.get_checkpoint()
     try:
-        with data_parallel(trial, data, pad_id) as rank:
-            if checkpoint is not None:
-                with intact_checkpoint(checkpoint) as folder:
-                    fit(trial, data, pad_id, report, resume_from=folder, rank=rank)
-            else:
-                fit(trial, data, pad_id, report, rank=rank)
+        if trial.workers > 1:
+            data_parallel.run(trial, data, pad_id, checkpoint, report)
+        elif checkpoint is not None:
+            with intact_checkpoint(checkpoint) as folder:
+                fit(trial, data, pad_id, report, resume_from=folder)
+        else:
+            fit(trial, data, pad_id, report)
     except DivergedError as err:
         tune.report({**_failure_report(trial, "diverged", err), **where})
     except (torch.OutOfMemoryError, MemoryError) as err:

@@ -186,10 +186,17 @@ class ResourcesConfig(StrictModel):
         "PACK", description="Where a trial's workers go: PACK on as few nodes as fit (fast "
         "all-reduce), SPREAD across nodes; STRICT_* refuse to place otherwise."
     )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="How workers_per_trial > 1 workers share the model. ddp: each holds "
+        "the whole model, its gradients and AdamW state (least communication; the model must "
+        "fit one device). fsdp: full fine-tuning with weights, gradients and AdamW state "
+        "sharded over the workers (for models that do not fit one device; more communication)."
+    )
     reuse_actors: bool | None = Field(
         None, description="Run the next trial in a finished trial's process (skips process "
         "start-up and library imports). Default: on, except with pbt (Tune's default, off, "
-        "which is what this project's PBT tests cover)."
+        "which is what this project's PBT tests cover) and with workers_per_trial > 1 (that "
+        "process only drives Ray Train workers, which are new for every trial)."
     )
 
 
@@ -513,6 +520,41 @@ class SweepConfig(StrictModel):
         if self.train.precision == "fp16" and r.gpus_per_trial == 0:
             problems.append("train.precision: fp16 needs a GPU but resources.gpus_per_trial is 0; "
                             "use bf16 or fp32 on CPU, or request GPUs")
+        return problems + self._check_data_parallel()
+
+    def _check_data_parallel(self) -> list[str]:
+        """Data-parallel trials: no process reuse; FSDP shards full fine-tuning over two or more
+        workers (README: Placement and resources)."""
+        problems: list[str] = []
+        if self.resources.reuse_actors and self.resources.workers_per_trial > 1:
+            problems.append(
+                "resources.reuse_actors: true does not work with resources.workers_per_trial > 1: "
+                "a stopped data-parallel trial's process waits for its Ray Train workers to "
+                "leave, longer than Tune waits before reusing it (the next trial would fail); "
+                "drop reuse_actors (off by default for such trials)")
+        if self.resources.strategy != "fsdp":
+            return problems
+        if self.resources.workers_per_trial < 2:
+            problems.append(
+                "resources.strategy: fsdp shards the model over a trial's workers, but "
+                "resources.workers_per_trial is 1, so there is nothing to shard over; set "
+                "workers_per_trial: 2 or more, or strategy: ddp")
+        dim = self.search_space.get("train.finetune")
+        searched = {v for _, v in _candidate_values(dim)} if dim is not None else set()
+        finetunes = searched or {self.train.finetune}
+        if "lora" in finetunes:
+            problems.append(
+                "resources.strategy: fsdp is for train.finetune: full, but the trials fine-tune "
+                "with LoRA, whose trained weights and AdamW state are small and whose frozen base "
+                "DDP replicates; use strategy: ddp with LoRA (or finetune: full)")
+        if self.train.precision == "fp16":
+            problems.append("train.precision: fp16 does not work with resources.strategy: fsdp "
+                            "(it would need a sharded gradient scaler); use bf16")
+        if self.train.generation_eval is not None:
+            problems.append(
+                "train.generation_eval does not work with resources.strategy: fsdp yet (generation "
+                "runs on rank 0 alone, which a sharded model cannot); drop generation_eval or use "
+                "strategy: ddp")
         return problems
 
     def _check_task_fields(self) -> list[str]:

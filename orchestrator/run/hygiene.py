@@ -1,4 +1,5 @@
-"""Disk hygiene: delete the checkpoints of trials that can no longer be among the best.
+"""Hygiene: delete the checkpoints of trials that can no longer be among the best, and free the
+Ray Train workers a stopped data-parallel trial left (`WorkerGroupReaper`, at the end).
 
 Tune's `CheckpointConfig(num_to_keep)` counts per trial, so a 200-trial sweep keeps 200 x N
 checkpoints. This callback keeps the experiment-wide top-k trials (by each trial's best value
@@ -87,3 +88,36 @@ def delete_checkpoints(fs: Any, trial_path: str) -> bool:
                 log.warning("cannot delete %s (will retry): %s", info.path, err)
                 done = False
     return done
+
+
+class WorkerGroupReaper(Callback):
+    """Frees the Ray Train workers of a data-parallel trial that stopped running before its
+    Train run ended (`trainables.data_parallel` says how that leaves their placement group
+    reserved): each trial that started is checked once when it is no longer RUNNING (stopped
+    early, paused, failed and waiting for its retry, or finished). Never raises into Tune."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, Any] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running[trial.trial_id] = trial
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial_id, trial in list(self.running.items()):
+            if trial.status != "RUNNING":
+                del self.running[trial_id]
+                self._reap(trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial in self.running.values():
+            self._reap(trial)
+        self.running.clear()
+
+    @staticmethod
+    def _reap(trial: Any) -> None:
+        from trainables.data_parallel import remove_leftovers
+
+        try:
+            remove_leftovers(trial.storage.storage_filesystem, trial.path)
+        except Exception as err:  # a cleanup must not end the sweep
+            log.warning("could not free the workers of %s: %s", trial.trial_id, err)

@@ -31,7 +31,7 @@ from orchestrator.run.leakage import (
     enforce_leakage_policy,
     format_leakage_warning,
 )
-from orchestrator.run.preflight import Plan, build_plan
+from orchestrator.run.preflight import Plan, build_plan, groups_that_fit
 from orchestrator.run.ray_address import connecting_to
 from orchestrator.run.ray_log import RayLog, tune_console_off
 
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # We checkpoint at every evaluation on purpose; Tune's warning about frequent snapshots is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+# What a data-parallel trial's own process reserves (it trains nothing; README: Placement).
+DATA_PARALLEL_TRIAL_MEMORY = 512 * 2**20
 
 
 def ensure_ray(address: str | None = None, *, quiet: bool = False) -> None:
@@ -102,16 +105,27 @@ def build_trainable(config: SweepConfig, plan: Plan) -> Any:
     r = config.resources
     if r.workers_per_trial == 1:
         return tune.with_resources(trainable, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
-    # One bundle per data-parallel rank; bundle 0 is the trial process itself (rank 0), the
-    # others hold the worker actors it starts (trainables.workers).
-    bundle = {"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial}
+    # Data-parallel: the trial process only drives a Ray Train run, whose workers reserve their
+    # own placement group (trainables.data_parallel). It takes no CPU, or the workers of a
+    # 2-CPU machine could never start; Tune needs some resource in a bundle, so: memory.
     return tune.with_resources(trainable, tune.PlacementGroupFactory(
-        [dict(bundle) for _ in range(r.workers_per_trial)], strategy=r.placement_strategy))
+        [{"memory": DATA_PARALLEL_TRIAL_MEMORY}]))
+
+
+def max_concurrent_trials(config: SweepConfig, nodes: list[dict[str, Any]]) -> int | None:
+    """`search.max_concurrent_trials`, and for data-parallel trials at most as many as the
+    cluster places at once: their trial processes hold no CPU, so Tune alone would start them
+    all, each waiting for its workers."""
+    limit = config.search.max_concurrent_trials
+    if config.resources.workers_per_trial == 1:
+        return limit
+    fit = max(1, groups_that_fit(config, nodes))
+    return min(limit, fit) if limit else fit
 
 
 def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
                     live: bool | None) -> list[Any]:
-    from orchestrator.run.hygiene import CheckpointJanitor
+    from orchestrator.run.hygiene import CheckpointJanitor, WorkerGroupReaper
     from orchestrator.run.logging_callbacks import build_logging_callbacks
     from orchestrator.run.progress import ProgressView
     from orchestrator.run.watchdog import StallWatchdog
@@ -122,6 +136,8 @@ def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
                             SchedulerStateCallback(scheduler)]
     if config.keep_top_k_trials is not None:
         callbacks.append(CheckpointJanitor(config.metric, mode, config.keep_top_k_trials))
+    if config.resources.workers_per_trial > 1:
+        callbacks.append(WorkerGroupReaper())
     callbacks += build_logging_callbacks(config.logging, experiment_name=config.name)
     if config.stall_timeout_s is not None:
         callbacks.append(StallWatchdog(config.stall_timeout_s))
@@ -131,6 +147,7 @@ def build_callbacks(config: SweepConfig, scheduler: Any, total: int,
 def build_tuner(
     config: SweepConfig, plan: Plan, storage: Storage, *, live: bool | None = None
 ) -> Any:
+    import ray
     from ray import tune
 
     from orchestrator.search.schedulers import build_scheduler
@@ -140,17 +157,21 @@ def build_tuner(
     mode = config.resolved_mode
     total = config.num_samples * grid_size(config)
     scheduler = build_scheduler(config, plan.max_steps, plan.tokens_per_step)
+    limit = max_concurrent_trials(config, ray.nodes())
+    capped = config if limit == config.search.max_concurrent_trials else config.model_copy(
+        update={"search": config.search.model_copy(update={"max_concurrent_trials": limit})})
     return tune.Tuner(
         build_trainable(config, plan),
         param_space=to_param_space(config),
         tune_config=tune.TuneConfig(
             metric=config.metric,
             mode=mode,
-            search_alg=build_search_alg(config),
+            search_alg=build_search_alg(capped),
             scheduler=scheduler,
             num_samples=config.num_samples,  # concurrency is capped by the search algorithm
             reuse_actors=(config.resources.reuse_actors if config.resources.reuse_actors
-                          is not None else config.scheduler.type != "pbt"),
+                          is not None else config.scheduler.type != "pbt"
+                          and config.resources.workers_per_trial == 1),
         ),
         run_config=tune.RunConfig(
             name=config.name,

@@ -151,6 +151,22 @@ def check_placement(config: SweepConfig, alive: list[dict[str, Any]]) -> list[st
     return []
 
 
+def groups_that_fit(config: SweepConfig, nodes: list[dict[str, Any]]) -> int:
+    """How many data-parallel trials the alive nodes run at once: each one's W workers must be
+    placed together, as its placement strategy demands (the trial process itself holds no
+    CPU, so this is what bounds them)."""
+    r = config.resources
+    world = r.workers_per_trial
+    per_node = [_workers_that_fit(n, r.cpus_per_trial, r.gpus_per_trial)
+                for n in nodes if n.get("Alive", True)]
+    if r.placement_strategy == "STRICT_PACK":
+        return sum(n // world for n in per_node)
+    if r.placement_strategy == "STRICT_SPREAD":  # k groups need k workers on >= W nodes each
+        return max((k for k in range(1, sum(per_node) + 1)
+                    if sum(min(n, k) for n in per_node) >= k * world), default=0)
+    return sum(per_node) // world
+
+
 def check_resources(config: SweepConfig, nodes: list[dict[str, Any]]) -> list[str]:
     """Per-trial CPUs/GPUs must fit on at least one alive node (and a data-parallel trial's
     workers on the cluster as a whole), or trials pend forever."""
@@ -234,7 +250,10 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
         task=config.task, model=config.model, data=config.data, train=config.train,
         lora=config.lora, metric=config.metric, mode=config.resolved_mode,  # type: ignore[arg-type]
         num_labels=data.num_labels, label_names=data.label_names,
-        workers=config.resources.workers_per_trial,
+        workers=config.resources.workers_per_trial, strategy=config.resources.strategy,
+        cpus_per_worker=config.resources.cpus_per_trial,
+        gpus_per_worker=config.resources.gpus_per_trial,
+        placement_strategy=config.resources.placement_strategy,
     )
     tokens = data.summary()["train_tokens"] / max(len(data.train), 1)
     per_step = (tokens * config.train.batch_size * config.train.gradient_accumulation_steps

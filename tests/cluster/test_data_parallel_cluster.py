@@ -1,6 +1,7 @@
-"""A data-parallel trial across both nodes of the loopback cluster: STRICT_SPREAD puts one
-worker on each 1-CPU node, so the trial can only finish if rank 0 (the Tune trial) and rank 1 (an
-actor on the other node) train together over gloo."""
+"""A data-parallel trial across both nodes of the loopback cluster: STRICT_SPREAD puts one Ray
+Train worker on each 1-CPU node (the trial's own process and the Train controller hold no CPU),
+so the trial can only finish if the two workers train together over gloo on the loopback
+interface, and rank 0's checkpoints reach the trial through the shared storage."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Data-parallel settings: config rules with messages that name the field and the fix, the
-preflight check that a trial's workers fit the cluster under its placement strategy, and the
-sharding rule that makes W workers train like one process with W times the batch."""
+"""Data-parallel settings: config rules with messages that name the field and the fix (DDP and
+FSDP), the preflight check that a trial's workers fit the cluster under its placement strategy,
+how many such trials run at once, and the sharding rule that makes W workers train like one
+process with W times the batch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from orchestrator.run.preflight import check_resources
+from orchestrator.run.launch import max_concurrent_trials
+from orchestrator.run.preflight import check_resources, groups_that_fit
 from trainables.distributed import Rank, loss_items, shard
 
 
@@ -107,3 +109,56 @@ def test_weighted_shard_losses_average_to_the_global_mean(task: str, lengths: li
             assert weight == 0.0 and local == chunk[:1]  # an empty share still runs, weightless
     assert seen == chunk  # every example once, in order
     assert averaged == pytest.approx(float(global_mean), rel=1e-12)
+
+
+@pytest.mark.parametrize(("patch", "fragments"), [
+    ({"resources": {"strategy": "fsdp"}, "train": {"finetune": "full"}},
+     ["resources.strategy: fsdp", "workers_per_trial is 1", "nothing to shard over",
+      "workers_per_trial: 2 or more, or strategy: ddp"]),
+    ({"resources": {"strategy": "fsdp", "workers_per_trial": 2}},
+     ["resources.strategy: fsdp is for train.finetune: full", "LoRA", "strategy: ddp"]),
+    ({"resources": {"strategy": "fsdp", "workers_per_trial": 2}, "train": {"finetune": "full"},
+      "search_space": {"train.finetune": {"type": "choice", "values": ["lora", "full"]}}},
+     ["resources.strategy: fsdp is for train.finetune: full"]),
+    ({"resources": {"strategy": "fsdp", "workers_per_trial": 2, "gpus_per_trial": 1},
+      "train": {"finetune": "full", "precision": "fp16"}},
+     ["train.precision: fp16 does not work with resources.strategy: fsdp", "use bf16"]),
+    ({"resources": {"strategy": "zero3"}}, ["resources.strategy", "ddp", "fsdp"]),
+])
+def test_fsdp_rules_name_the_fields_and_the_fix(make_raw, config_error, mentions, patch: dict,
+                                                fragments: list[str]) -> None:
+    mentions(str(config_error(make_raw(**patch))), *fragments)
+
+
+def test_fsdp_full_finetuning_on_two_workers_loads(make_config) -> None:
+    config = make_config(resources={"strategy": "fsdp", "workers_per_trial": 2},
+                         train={"finetune": "full", "precision": "bf16"})
+    assert config.resources.strategy == "fsdp"
+
+
+@pytest.mark.parametrize(("resources", "nodes", "groups"), [
+    ({"workers_per_trial": 2}, _nodes((2, 0)), 1),  # this machine: one pair at a time
+    ({"workers_per_trial": 2}, _nodes((1, 0), (1, 0)), 1),  # PACK may span nodes
+    ({"workers_per_trial": 2, "placement_strategy": "STRICT_PACK"}, _nodes((3, 0), (3, 0)), 2),
+    ({"workers_per_trial": 2, "placement_strategy": "STRICT_SPREAD"}, _nodes((4, 0), (1, 0)), 1),
+    ({"workers_per_trial": 2, "placement_strategy": "STRICT_SPREAD"},
+     _nodes((2, 0), (2, 0), (2, 0)), 3),
+    ({"workers_per_trial": 4, "gpus_per_trial": 1, "cpus_per_trial": 8},
+     _nodes((96, 8), (96, 8)), 4),
+])
+def test_data_parallel_trials_run_as_many_at_once_as_worker_groups_fit(
+        make_config, resources: dict, nodes: list[dict], groups: int) -> None:
+    config = make_config(resources=resources)
+    assert groups_that_fit(config, nodes) == groups
+    # A trial's own process holds no CPU, so this caps Tune's concurrency ...
+    assert max_concurrent_trials(config, nodes) == groups
+    # ... under the user's own cap, and a one-worker trial's resources cap it as before.
+    capped = make_config(resources=resources, search={"max_concurrent_trials": 1})
+    assert max_concurrent_trials(capped, nodes) == 1
+    assert max_concurrent_trials(make_config(), nodes) is None
+
+
+def test_data_parallel_trials_do_not_reuse_processes(make_raw, config_error, mentions) -> None:
+    error = config_error(make_raw(resources={"workers_per_trial": 2, "reuse_actors": True}))
+    mentions(str(error), "resources.reuse_actors: true", "workers_per_trial > 1",
+             "drop reuse_actors")

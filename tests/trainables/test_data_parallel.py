@@ -1,9 +1,10 @@
-"""Data-parallel trials on real local Ray: 2 gloo ranks (the Tune trial process + a worker actor in
-its placement group) train exactly like one process with twice the batch, and resume exactly.
+"""Data-parallel trials on real local Ray: the Tune trial runs a Ray Train `TorchTrainer` of 2 gloo
+workers, which train exactly like one process with twice the batch, and resume exactly.
 
 One sweep of one trial (2 workers x batch 4, lr high so weights move): after its step-4 report
-the rank-1 worker process is SIGKILLed, so the trial fails and Tune restarts it from the step-4
-checkpoint. Everything it reported and saved must match an uninterrupted single-process run
+reached Tune (the workers wait for Tune's answer there) one Ray Train worker process is
+SIGKILLed, so the Train run and with it the trial fail, and Tune restarts the trial from the
+step-4 checkpoint. Everything it reported and saved must match an uninterrupted single-process run
 with batch 8, same seed and data order. 45 training examples make the epoch's last global batch
 uneven (3 + 2 examples), and 8 steps cross into the second epoch.
 """
@@ -22,6 +23,7 @@ import pytest
 import torch
 from ledger import read_ledger  # noqa: E402
 from ray import cloudpickle  # what Tune pickles trainables with
+from sweep_helpers import lm_config
 
 import trainables
 from orchestrator import launch
@@ -34,14 +36,13 @@ pytestmark = pytest.mark.integration
 STEPS, EVAL_EVERY = 8, 4
 
 
-def _kill_sibling_workers() -> int:
-    """SIGKILL this Ray node's data-parallel worker actors (siblings under our own raylet)."""
-    killed = 0
-    for proc in psutil.Process().parent().children():
-        if " ".join(proc.cmdline()).startswith("ray::WorkerRank"):
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-    return killed
+def _kill_one_train_worker() -> int:
+    """SIGKILL one of this node's Ray Train workers (siblings under our own raylet); returns
+    how many there were."""
+    workers = [p for p in psutil.Process().parent().children()
+               if " ".join(p.cmdline()).startswith("ray::RayTrainWorker")]
+    os.kill(max(p.pid for p in workers), signal.SIGKILL)
+    return len(workers)
 
 
 def _worker_killed_once(markers: Path) -> Any:
@@ -58,7 +59,7 @@ def _worker_killed_once(markers: Path) -> Any:
         def report(metrics: dict, checkpoint: Any = None) -> None:
             real_report(metrics, checkpoint=checkpoint)
             if attempt == 1 and metrics.get("step") == EVAL_EVERY:
-                (markers / "killed").write_text(str(_kill_sibling_workers()))
+                (markers / "workers").write_text(str(_kill_one_train_worker()))
 
         tune.report = report
         try:
@@ -136,7 +137,7 @@ def _checkpoint_at(result: Any, step: int) -> Path:
 
 def test_worker_loss_failed_the_trial_and_it_resumed_from_its_checkpoint(dp_sweep) -> None:
     result, markers = dp_sweep
-    assert int((markers / "killed").read_text()) == 1  # one worker actor: rank 1
+    assert int((markers / "workers").read_text()) == 2  # one of the 2 was killed
     assert int((markers / "attempts").read_text()) == 2
     (record,) = read_ledger(Path(result.experiment_path)).values()
     assert record.restored_at == [2 * EVAL_EVERY]  # restarted from the step-4 checkpoint
@@ -200,3 +201,50 @@ def test_best_counts_reports_result_json_lost_on_restore(dp_sweep) -> None:
     in_rows = [r["eval_loss"] for r in _rows(result)]
     assert result.best_value == pytest.approx(min(saved + in_rows), abs=1e-9)
     assert result.best_metrics["eval_loss"] == pytest.approx(result.best_value, abs=1e-9)
+
+
+FSDP_STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def fsdp_sweep(local_ray, tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two FSDP trials of full fine-tuning, one at a time (the 2-CPU cluster places one pair of
+    workers): a learning rate that learns, then one that does not, which ASHA stops at its
+    first rung (step 2), so its Train run ends on Tune's stop."""
+    config = lm_config(tiny_lm_dir, name="fsdp", storage_path=str(tmp_path_factory.mktemp("f")),
+                       baseline=False, num_samples=1, max_retries=0)
+    config["data"] = {**config["data"], "max_train_examples": 40, "max_eval_examples": 16}
+    config["train"] = {"batch_size": 4, "max_steps": FSDP_STEPS, "eval_every_steps": 2,
+                       "seed": 0, "finetune": "full", "lr_schedule": "constant"}
+    config["search_space"] = {"train.learning_rate": {"type": "grid", "values": [1e-2, 1e-9]}}
+    config["search"] = {"algorithm": "grid"}
+    config["scheduler"] = {"type": "asha", "grace_period": 2, "reduction_factor": 2,
+                           "max_t": FSDP_STEPS}
+    config["resources"] = {"workers_per_trial": 2, "cpus_per_trial": 1, "strategy": "fsdp"}
+    return launch(config, live=False)
+
+
+def test_fsdp_trials_run_on_two_workers_and_asha_stops_one(fsdp_sweep) -> None:
+    (learns, stalls) = sorted(read_ledger(Path(fsdp_sweep.experiment_path)).values(),
+                              key=lambda r: -r.config["train"]["learning_rate"])
+    assert learns.steps == [2, FSDP_STEPS]
+    assert stalls.steps == [2]  # stopped at the rung, its workers told to stop there
+    assert (fsdp_sweep.trials["status"] == "TERMINATED").all()
+    for trial_dir in Path(fsdp_sweep.experiment_path).glob("*/result.json"):
+        rows = [json.loads(x) for x in trial_dir.read_text().splitlines()]
+        assert all(r["world_size"] == 2 for r in rows)
+        # Ray Train's staged copies are gone once Tune holds the checkpoints.
+        assert not (trial_dir.parent / "train_staging").exists()
+
+
+def test_fsdp_checkpoint_holds_the_full_model_and_loads(fsdp_sweep) -> None:
+    from orchestrator.experiment.checkpoints import load_checkpoint_model
+
+    ckpt = Path(str(fsdp_sweep.best_checkpoint))
+    saved = json.loads((ckpt / "metrics.json").read_text())
+    assert saved["step"] == FSDP_STEPS and (ckpt / "model" / "model.safetensors").exists()
+    model, _ = load_checkpoint_model(fsdp_sweep.config, ckpt)  # plain transformers, as export
+    plan = build_plan(fsdp_sweep.config)
+    metrics = evaluate(model, plan.data.validation, task="causal_lm", batch_size=4,
+                       pad_id=plan.pad_id, device=model.device, num_labels=None)
+    assert metrics["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-5)
