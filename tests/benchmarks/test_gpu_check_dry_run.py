@@ -39,7 +39,11 @@ def test_gpu_check_dry_run(local_ray: Any, tmp_path: Path) -> None:
 
     fractional = parts["b_fractional"]
     assert [len(fractional["runs"][k]["trials"]) for k in ("whole", "quarters")] == [1, 4]
-    assert fractional["ratio"] > 0 and "met" in fractional["goal"]
+    sums = {k: sum(t["tokens_per_s"] for t in fractional["runs"][k]["trials"])
+            for k in ("whole", "quarters")}
+    assert fractional["ratio"] == pytest.approx(sums["quarters"] / sums["whole"])
+    assert fractional["ratio"] > 0
+    assert fractional["goal"]["met"] is (fractional["ratio"] >= gpu_check.FRACTIONAL_GOAL)
 
     variants = {(v["finetune"], v["gradient_checkpointing"]): v
                 for v in parts["c_llama_1b"]["variants"]}

@@ -6,6 +6,8 @@ No Ray cluster: the searcher is driven by hand (suggest / on_trial_complete), as
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Callable
 
 import optuna
 import pytest
@@ -42,12 +44,14 @@ def _loss(params: dict) -> float:
             + (train.get("batch_size", 9) - 9) ** 2 / 50 + r_penalty)
 
 
-def _run(alg, n: int) -> list[tuple[dict, float]]:
+def _run(alg, n: int, told: Callable[[float], float] | None = None) -> list[tuple[dict, float]]:
+    """n trials one after the other; the searcher is told `told(loss)` (default: the loss)."""
     history = []
     for i in range(n):
         params = alg.suggest(f"trial{i}")
         loss = _loss(params)
-        alg.on_trial_complete(f"trial{i}", {"eval_loss": loss, "training_iteration": 1})
+        result = loss if told is None else told(loss)
+        alg.on_trial_complete(f"trial{i}", {"eval_loss": result, "training_iteration": 1})
         history.append((params, loss))
     return history
 
@@ -106,16 +110,24 @@ def test_same_seed_same_suggestions_other_seed_other_ones(make_config, algorithm
 
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "nsga2"])
-def test_later_generations_beat_the_random_start(make_config, algorithm):
-    """On a smooth bowl, the trials after a few generations are better than the first ones:
-    the sampler learns from the results it is told (a broken tell would not)."""
-    _, alg = _searcher(make_config, algorithm, space=CONTINUOUS_SPACE, seed=0,
-                       population_size=6)
-    losses = [loss for _, loss in _run(alg, 36)]
+def test_told_the_results_it_ends_nearer_the_bottom_than_told_a_constant(make_config, algorithm):
+    """On a smooth bowl the sampler that is told each loss ends far nearer the bottom than the
+    same sampler, same seeds, told a constant (a broken tell): over 5 seeds the mean of each
+    run's median loss over its last 12 trials (two generations) is more than 4 times lower
+    (seen: 21x for cmaes, 5.8x for nsga2). Sampling that does not learn fails it for these
+    seeds (checked: told random noise, another point's loss, or nothing, the constant control
+    is at most 1.5x lower); on this bowl, the old "last generation beats the first" check
+    passed for such samplers on about half the seeds."""
 
-    first, last = sorted(losses[:6]), sorted(losses[-6:])
-    assert sum(last) / 6 < sum(first) / 6
-    assert min(losses[-12:]) < 0.05  # near the bottom (lr 10^-3.5 +- 0.2 decades)
+    def late_loss(seed: int, told: Callable[[float], float] | None) -> float:
+        _, alg = _searcher(make_config, algorithm, space=CONTINUOUS_SPACE, seed=seed,
+                           population_size=6)
+        return statistics.median(loss for _, loss in _run(alg, 36, told)[-12:])
+
+    seeds = range(5)
+    informed = statistics.mean(late_loss(seed, None) for seed in seeds)
+    control = statistics.mean(late_loss(seed, lambda loss: 1.0) for seed in seeds)
+    assert 4 * informed < control, (informed, control)
 
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "nsga2"])
