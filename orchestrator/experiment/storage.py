@@ -100,6 +100,11 @@ class Storage:
             return src.read().decode()
 
 
+def is_uri(storage_path: str) -> bool:
+    """A URI that pyarrow opens (`s3://`, `gs://`, `hdfs://`, `file://`, ...), not a local path."""
+    return "://" in storage_path
+
+
 def open_storage(storage_path: str) -> Storage:
     query = parse_qs(urlsplit(storage_path).query)
     leaked = [p for p in _SECRET_PARAMS if p in query]
@@ -109,7 +114,7 @@ def open_storage(storage_path: str) -> Storage:
             "and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an AWS profile) instead, so "
             "they are never written into experiment files"
         )
-    if "://" not in storage_path:
+    if not is_uri(storage_path):
         local = os.path.abspath(os.path.expanduser(storage_path))
         return Storage(uri=local, fs=pafs.LocalFileSystem(), root=local)
     try:

@@ -2,7 +2,7 @@
 
 `load_predictor` accepts what `sweep run` and `sweep export` leave behind:
 
-    an experiment (folder or s3:// URI)   the best trial's best checkpoint (or `trial_id`'s),
+    an experiment (folder, s3://, gs://)  the best trial's best checkpoint (or `trial_id`'s),
                                           loaded with the sweep's own config; the sweep's
                                           `data.prompt_template` is applied to each input
     an export folder (`sweep export`,     a merged transformers folder or a peft adapter on its
@@ -29,6 +29,7 @@ from typing import Any
 
 from orchestrator.experiment.checkpoints import load_checkpoint_model
 from orchestrator.experiment.layout import EXPORT_INFO_FILE, SWEEP_CONFIG_FILE
+from orchestrator.experiment.storage import is_uri
 from orchestrator.experiment.trials import as_result, find_trial, require_config
 from orchestrator.post.errors import PredictInputError
 from trainables import modeling
@@ -146,13 +147,13 @@ def load_predictor(path: str | Path, *, trial_id: str | None = None,
 
     where = device or str(pick_device())
     text = str(path)
-    if text.startswith("s3://"):
+    if is_uri(text):  # object storage (s3://, gs://, ...) holds experiments, not exports
         return _from_experiment(text, trial_id, where)
     folder = Path(text).expanduser()
     if not folder.exists():
         raise PredictInputError(
-            f"{text}: no such file or folder; give an experiment folder (or s3:// URI) made by "
-            "`sweep run`, or a model folder written by `sweep export`")
+            f"{text}: no such file or folder; give an experiment folder (or s3://, gs:// URI) "
+            "made by `sweep run`, or a model folder written by `sweep export`")
     if (folder / SWEEP_CONFIG_FILE).is_file():
         return _from_experiment(str(folder), trial_id, where)
     if folder.is_dir() and is_export_folder(folder):

@@ -139,3 +139,36 @@ def test_user_errors_exit_2(lm_export: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "model: required" in result.output, result.output
     with pytest.raises(PredictInputError, match="--trial 3 picks a trial of an experiment"):
         load_predictor(lm_export, trial_id="3")
+
+
+@pytest.mark.parametrize(("path", "uri"), [
+    ("s3://bucket/sweeps/exp", True),
+    ("s3://bucket/exp?region=us-east-1&endpoint_override=http://127.0.0.1:9000", True),
+    ("gs://bucket/sweeps/exp", True),
+    ("hdfs://namenode:8020/sweeps/exp", True),
+    ("file:///srv/sweeps/exp", True),
+    ("~/sweep_results/exp", False),
+    ("sweep_results/exp", False),
+    ("/srv/sweeps/exp", False),
+])
+def test_experiment_uris_of_every_store_are_read_as_experiments(
+        path: str, uri: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the storage module opens as a URI (gs:// too, not only s3://) goes to the
+    experiment reader; a local path that is not there is a missing file. No network: the
+    experiment reader is stubbed."""
+    from orchestrator.experiment.storage import is_uri
+    from orchestrator.post import predict
+
+    assert is_uri(path) is uri
+    read: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(predict, "_from_experiment",
+                        lambda where, trial_id, device: read.append((where, trial_id)))
+    monkeypatch.chdir(tmp_path)  # the relative and the ~ paths name nothing here
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if uri:
+        predict.load_predictor(path, trial_id="3", device="cpu")
+        assert read == [(path, "3")]
+    else:
+        with pytest.raises(PredictInputError, match="no such file or folder"):
+            predict.load_predictor(path, device="cpu")
+        assert read == []
