@@ -4,18 +4,12 @@ do around `loop.fit`, for tests of the torch side alone (DDP, FSDP, their checkp
 from __future__ import annotations
 
 import os
-import socket
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _entry(rank: int, world: int, port: int, backend: str, fn: Callable[..., Any],
+def _entry(rank: int, world: int, store: str, backend: str, fn: Callable[..., Any],
            args: tuple) -> None:
     if backend == "nccl":  # one GPU per rank, seen as cuda:0, as Ray Train's workers see theirs
         os.environ["CUDA_VISIBLE_DEVICES"] = str(rank)
@@ -26,8 +20,8 @@ def _entry(rank: int, world: int, port: int, backend: str, fn: Callable[..., Any
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
     torch.set_num_threads(1)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    # A file store: no port to pick, so no race with other tests for a free one.
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         fn(Rank(rank, world), *args)
     finally:
@@ -40,4 +34,6 @@ def run_ranks(world: int, fn: Callable[..., Any], *args: Any, backend: str = "gl
     GPU r."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(world, _free_port(), backend, fn, args), nprocs=world, join=True)
+    with tempfile.TemporaryDirectory(prefix="pg-") as folder:
+        mp.spawn(_entry, args=(world, os.path.join(folder, "store"), backend, fn, args),
+                 nprocs=world, join=True)
