@@ -2,7 +2,8 @@
 
     python -m benchmarks.search_efficiency             # full: ~40 min on a quiet 2-core machine
                                                        # (+ two default-sized sweeps: item 3)
-    python -m benchmarks.search_efficiency --seeds 1 --trials 4 --max-train 300   # smoke run
+    python -m benchmarks.search_efficiency --seeds 1 --trials 4 --max-train 300 --evo-seeds 0
+                                                       # smoke run (cmaes needs >= 9 trials)
     python -m benchmarks.search_efficiency --quick     # tiny BERT on toy data, seconds (CI)
 
 1. The default (hyperopt TPE + ASHA, as examples/tweeteval_emotion.yaml) vs random search
@@ -14,7 +15,9 @@
    trials and per-trial budget: best validation F1 and F1 per wall-clock minute.
 3. The evolutionary searchers (`search.algorithm: cmaes` and `nsga2`, optuna's CMA-ES and
    NSGA-II, each with the same ASHA) on the first `--evo-seeds` seeds: best validation F1, and
-   the steps each needs to reach random search's best, next to the default's.
+   the steps each needs to reach random search's best, next to the default's. They need a
+   trial after their first generation (the config check): --quick runs them with 4 trials in
+   generations of 2, the full run's 12 trials fit cmaes's default 7 (3 numeric dimensions).
 Each best trial is scored once on the test split (next to the published TweetEval table).
 The per-trial budget is shrunk to fit the machine (`--steps`, `--max-train`); the output says so.
 Data: ../shared/data/tweeteval-emotion (relative to the project root); skipped when absent.
@@ -460,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.quick:
             model = str(common.tiny_models().make_tiny_encoder(work / "tiny-bert"))
         raw = sweep_config(args, toy_data(work / "toy") if args.quick else DATA, model)
+        # --quick's 2 trials leave cmaes/nsga2 no second generation: 4 trials, generations of 2
+        evo_raw = ({**raw, "num_samples": 4, "search": {**raw["search"], "population_size": 2}}
+                   if args.quick else raw)
         budget = (
             f"per trial {args.steps} steps x batch {raw['train']['batch_size']}, eval every "
             f"{args.eval_every}, ASHA grace {args.grace} rf 3; {args.trials} trials; train "
@@ -485,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         with common.torch_threads(hf_threads):
                             runs.append(hf_search(raw, seed, work))
                     else:
-                        runs.append(run_ours(raw, variant, seed, work / "results"))
+                        runs.append(run_ours(evo_raw if variant in EVOLUTIONARY else raw,
+                                             variant, seed, work / "results"))
                     print(
                         f"seed {seed} {variant}: best val F1 {runs[-1]['best_val_f1']:.4f}, "
                         f"{runs[-1]['total_steps']} steps, {runs[-1]['wall_s']:.0f}s",

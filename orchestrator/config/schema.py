@@ -114,6 +114,19 @@ MODEL_BASED = ("hyperopt", "optuna", "cmaes", "nsga2")
 EVOLUTIONARY = ("cmaes", "nsga2")
 
 
+def nsga2_population_size(num_samples: int) -> int:
+    """nsga2's trials per generation when `search.population_size` is unset: a quarter of the
+    sweep (2 to 50), about four generations. optuna's default of 50 would make a 32-trial sweep
+    one random generation."""
+    return max(2, min(50, num_samples // 4))
+
+
+def cmaes_population_size(numeric_dimensions: int) -> int:
+    """CMA-ES's own trials per generation for n >= 1 numeric dimensions, 4 + floor(3 ln n)
+    (the `cmaes` package's default, which its step-size rules are tuned for)."""
+    return 4 + math.floor(3 * math.log(numeric_dimensions))
+
+
 class SearchConfig(StrictModel):
     algorithm: Literal["hyperopt", "optuna", "cmaes", "nsga2", "random", "grid"] = Field(
         "hyperopt", description="hyperopt/optuna: TPE (Bayesian); cmaes: optuna's CMA-ES "
@@ -129,8 +142,9 @@ class SearchConfig(StrictModel):
     population_size: int | None = Field(
         None, ge=2, description="cmaes/nsga2: trials per generation; a generation learns from "
         "the previous one once population_size of its trials have finished. Default: cmaes "
-        "4 + 3 ln(numeric dimensions) (CMA-ES's own); nsga2 num_samples / 4 (2 to 50), about "
-        "four generations. Must be below num_samples."
+        "4 + floor(3 ln n) for n numeric dimensions (CMA-ES's own); nsga2 num_samples / 4 (2 "
+        "to 50), about four generations. Set or default, it must leave a trial for a second "
+        "generation: population_size (+ n_initial_points for cmaes) < num_samples."
     )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Default: as many as the cluster's resources fit."
@@ -437,21 +451,16 @@ class SweepConfig(StrictModel):
         return problems
 
     def _check_evolutionary(self) -> list[str]:
-        """population_size only means something for cmaes/nsga2, and must leave trials for a
-        second generation; CMA-ES needs a numeric dimension; nsga2 has no separate random start."""
+        """population_size only means something for cmaes/nsga2, and (set or default) must leave
+        trials for a second generation; CMA-ES needs a numeric dimension; nsga2 has no separate
+        random start."""
         search, problems = self.search, []
-        if search.population_size is not None:
-            if search.algorithm not in EVOLUTIONARY:
-                problems.append(
-                    f"search.population_size: {search.population_size} is set, but "
-                    f"search.algorithm: {search.algorithm} has no generations; drop it or set "
-                    "search.algorithm: cmaes or nsga2")
-            elif search.population_size >= self.num_samples:
-                problems.append(
-                    f"search.population_size: {search.population_size} with num_samples: "
-                    f"{self.num_samples} leaves no trial for a second generation, so nothing is "
-                    f"learnt; `population_size < num_samples` must hold: set num_samples >= "
-                    f"{2 * search.population_size} or lower population_size")
+        if search.population_size is not None and search.algorithm not in EVOLUTIONARY:
+            problems.append(
+                f"search.population_size: {search.population_size} is set, but "
+                f"search.algorithm: {search.algorithm} has no generations; drop it or set "
+                "search.algorithm: cmaes or nsga2")
+        problems += self._check_generations()
         if search.algorithm == "cmaes" and self.search_space:
             numeric = [k for k, d in self.search_space.items() if not isinstance(d, Choice | Grid)]
             if not numeric:
@@ -466,6 +475,42 @@ class SweepConfig(StrictModel):
                 "whose first generation (population_size trials) is its random start; drop it "
                 "and set search.population_size instead")
         return problems
+
+    def _check_generations(self) -> list[str]:
+        """cmaes/nsga2 learn from a generation once it has finished, so the sweep needs a trial
+        after the first generation (which, for cmaes, follows its start-up trials), whether the
+        population is set or the default. Smaller, the sweep is silently a random search."""
+        search, n = self.search, self.num_samples
+        numeric = sum(not isinstance(d, Choice | Grid) for d in self.search_space.values())
+        start = (search.n_initial_points or 1) if search.algorithm == "cmaes" else 0
+        if search.algorithm not in EVOLUTIONARY or start >= n:  # n_initial_points' own error
+            return []
+        if search.population_size is not None:
+            population = search.population_size
+            what = f"search.population_size: {population} with num_samples: {n}"
+        elif search.algorithm == "cmaes":
+            if not numeric:  # refused by the caller: nothing for CMA-ES to model
+                return []
+            population = cmaes_population_size(numeric)
+            what = (f"search.algorithm: cmaes with its default population_size, {population} "
+                    f"(4 + floor(3 ln {numeric}) for {numeric} numeric dimension"
+                    f"{'s' if numeric > 1 else ''}), and num_samples: {n}")
+        else:
+            population = nsga2_population_size(n)
+            what = (f"search.algorithm: nsga2 with its default population_size, {population} "
+                    f"(num_samples / 4, at least 2), and num_samples: {n}")
+        if start + population < n:
+            return []
+        after = (f", after {start} start-up trial{'s' if start > 1 else ''} "
+                 "(search.n_initial_points)," if start else "")
+        rule = ("n_initial_points + population_size < num_samples" if start
+                else "population_size < num_samples")
+        room = n - start - 1  # the largest population that leaves one trial to learn from
+        lower = (f"search.population_size: {room} or lower" if room >= 2
+                 else "search.algorithm: random (too few trials to learn from)")
+        return [f"{what}{after} leaves no trial for a second generation, so nothing is learnt; "
+                f"`{rule}` must hold: set num_samples >= {start + 2 * population}, or "
+                f"{lower}"]
 
     def _check_scheduler(self) -> list[str]:
         problems: list[str] = []

@@ -23,7 +23,14 @@ import warnings
 from typing import Any
 
 from orchestrator.config.errors import MissingDependencyError
-from orchestrator.config.schema import Choice, Grid, QUniform, RandInt, SweepConfig
+from orchestrator.config.schema import (
+    Choice,
+    Grid,
+    QUniform,
+    RandInt,
+    SweepConfig,
+    nsga2_population_size,
+)
 
 
 def default_initial_points(num_samples: int) -> int:
@@ -45,13 +52,6 @@ def nested_points(config: SweepConfig) -> list[dict[str, dict[str, Any]]]:
             nested.setdefault(section, {})[field] = value
         points.append(nested)
     return points
-
-
-def nsga2_population_size(num_samples: int) -> int:
-    """nsga2's trials per generation when `search.population_size` is unset: a quarter of the
-    sweep (2 to 50), about four generations. optuna's default of 50 would make a 32-trial sweep
-    one random generation."""
-    return max(2, min(50, num_samples // 4))
 
 
 def population_size(config: SweepConfig) -> int | None:

@@ -30,6 +30,11 @@ def _drop_model_path(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+THREE_NUMERIC = _space(train__learning_rate={"type": "loguniform", "low": 1e-5, "high": 1e-3},
+                       train__weight_decay={"type": "uniform", "low": 0.0, "high": 0.1},
+                       lora__r={"type": "randint", "low": 4, "high": 32},
+                       lora__dropout={"type": "choice", "values": [0.0, 0.1]})
+
 # (id, patch for make_raw, or a callable on the raw dict, fragments the message must contain)
 BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     ("unknown-top-level-key", {"metrc": "eval_loss"},
@@ -139,6 +144,25 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
      {"search": {"algorithm": "nsga2", "population_size": 8}, "num_samples": 8},
      ["search.population_size: 8 with num_samples: 8", "no trial for a second generation",
       "`population_size < num_samples` must hold", "num_samples >= 16"]),
+    ("cmaes-default-population-fills-the-sweep",
+     {"search": {"algorithm": "cmaes"}, "num_samples": 8, "search_space": THREE_NUMERIC},
+     ["search.algorithm: cmaes with its default population_size, 7",
+      "(4 + floor(3 ln 3) for 3 numeric dimensions)", "num_samples: 8",
+      "after 1 start-up trial (search.n_initial_points)", "no trial for a second generation",
+      "`n_initial_points + population_size < num_samples` must hold", "num_samples >= 15",
+      "search.population_size: 6 or lower"]),
+    ("nsga2-default-population-fills-the-sweep",
+     {"search": {"algorithm": "nsga2"}, "num_samples": 2},
+     ["search.algorithm: nsga2 with its default population_size, 2",
+      "(num_samples / 4, at least 2), and num_samples: 2", "no trial for a second generation",
+      "`population_size < num_samples` must hold", "num_samples >= 4",
+      "search.algorithm: random"]),
+    ("cmaes-start-up-and-population-fill-the-sweep",
+     {"search": {"algorithm": "cmaes", "population_size": 4, "n_initial_points": 4},
+      "num_samples": 8},
+     ["search.population_size: 4 with num_samples: 8, after 4 start-up trials "
+      "(search.n_initial_points), leaves no trial for a second generation",
+      "num_samples >= 12", "search.population_size: 3 or lower"]),
     ("population-size-one", {"search": {"algorithm": "nsga2", "population_size": 1}},
      ["search.population_size", "greater than or equal to 2", "got 1"]),
     ("initial-points-with-nsga2", {"search": {"algorithm": "nsga2", "n_initial_points": 4}},
@@ -231,6 +255,18 @@ def test_evolutionary_searchers_accept_mixed_spaces(make_config, algorithm):
                                        "lora.r": {"type": "choice", "values": [4, 8]}})
 
     assert config.search.algorithm == algorithm and config.search.population_size == 4
+
+
+@pytest.mark.parametrize(("algorithm", "num_samples"), [("cmaes", 9), ("nsga2", 3)])
+def test_evolutionary_sweep_with_one_trial_after_the_first_generation_loads(
+        make_config, algorithm, num_samples):
+    """The smallest sweeps the generation check lets through: cmaes, 1 start-up trial + its
+    default population of 7 (3 numeric dimensions; the choice does not count) + 1; nsga2, its
+    default population of 2 + 1."""
+    config = make_config(num_samples=num_samples, search={"algorithm": algorithm},
+                         search_space=THREE_NUMERIC)
+
+    assert config.search.population_size is None and config.num_samples == num_samples
 
 
 def test_config_error_is_a_value_error():

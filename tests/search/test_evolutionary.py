@@ -85,12 +85,25 @@ def test_nsga2_is_a_seeded_nsga2_sampler_with_a_population_from_the_sweep_size(m
     assert sampler._rng.rng.get_state()[1][0] == 7
 
 
-@pytest.mark.parametrize(("num_samples", "population"), [(2, 2), (8, 2), (32, 8), (400, 50)])
+@pytest.mark.parametrize(("num_samples", "population"), [(3, 2), (8, 2), (32, 8), (400, 50)])
 def test_nsga2_default_population_is_a_quarter_between_2_and_50(make_config, num_samples,
                                                                   population):
     config = make_config(num_samples=num_samples, search={"algorithm": "nsga2"})
 
     assert population_size(config) == population
+
+
+@pytest.mark.parametrize("dimensions", [1, 2, 3, 5, 8])
+def test_the_config_check_knows_the_population_cma_es_really_uses(dimensions):
+    """The generation check at load (`cmaes_population_size`) and the `cmaes` package that
+    optuna runs agree on CMA-ES's default population."""
+    import numpy as np
+    from cmaes import CMA
+
+    from orchestrator.config.schema import cmaes_population_size
+
+    cma = CMA(mean=np.zeros(dimensions), sigma=1.0, seed=0)
+    assert cmaes_population_size(dimensions) == cma.population_size
 
 
 def test_nsga2_explicit_population_size_wins(make_config):
