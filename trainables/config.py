@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -26,6 +27,11 @@ from pydantic import (
 
 Task = Literal["causal_lm", "sequence_classification"]
 SEED_MAX = 2**32 - 1  # numpy's and hyperopt's seeds must fit 32 bits
+# train.seed, either sign: `trainables.loop.epoch_order` seeds torch with seed * 100_003 +
+# epoch, and torch takes seeds only from -2**63 to 2**64 - 1; 2**46 * 100_003 is 7.0e18, which
+# leaves room below 2**63 (9.2e18) for any epoch count. (numpy gets seed % 2**32.)
+TRAIN_SEED_LIMIT = 2**46
+STORED = "stored"  # validation context key: a config read back from an experiment
 
 
 def _number_types(annotation: Any) -> tuple[bool, bool]:
@@ -42,6 +48,9 @@ class StrictModel(BaseModel):
     (pydantic alone would read `max_grad_norm: false` as 0.0)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # Validated as stored (`is_stored`); copies keep it, and so does validating the model again
+    # (an assignment, or nesting it in a TrialSpec), which runs its model checks once more.
+    _stored: bool = PrivateAttr(False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -54,6 +63,22 @@ class StrictModel(BaseModel):
                     + (" (or null: see the field's description)" if nullable else "")
                 )
         return value
+
+
+def stored_context(info: ValidationInfo) -> bool:
+    """Whether this validation reads back a config an experiment saved
+    (`model_validate(raw, context={STORED: True})`)."""
+    return bool(info.context and info.context.get(STORED))
+
+
+def is_stored(model: StrictModel, info: ValidationInfo) -> bool:
+    """Whether `model` is (part of) a config an experiment saved, read back. The checks that
+    refuse a new sweep as pointless or ambiguous, added after sweeps had run with such
+    configs, pass over it: its time is spent, and its results must stay readable. Types and
+    ranges are still checked."""
+    if stored_context(info):
+        model._stored = True
+    return model._stored
 
 
 def _not_blank(value: str, what: str) -> str:
@@ -120,7 +145,7 @@ class DataConfig(StrictModel):
         0.1, gt=0.0, lt=0.5, description="Share of train carved out when no validation is given."
     )
     split_seed: int = Field(
-        0, ge=0, description="Seed of that carve-out (same split every run)."
+        0, description="Seed of that carve-out (same split every run; any integer)."
     )
     text_column: str = Field("text", description="Input text (classification, plain-text LM).")
     label_column: str = Field("label", description="Integer or string class label.")
@@ -148,8 +173,18 @@ class DataConfig(StrictModel):
     positive_label: str | None = Field(
         None, description="Binary tasks: the class whose F1 is also reported as "
         "`eval_binary_f1` (TweetEval irony's metric is the F1 of `irony`). A label name, or the "
-        "label's id when the classes have no names."
+        "label's id when the classes have no names (`1` or `'1'`)."
     )
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_id_as_text(cls, value: Any) -> Any:
+        """`positive_label: 1` is read by YAML as a number; it names the class whose id is 1,
+        which the data's label names call '1'."""
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is a yes/no value; give the positive class's "
+                             "name or id (e.g. positive_label: 1)")
+        return str(value) if isinstance(value, int) else value
 
     @field_validator("train", "validation", "test")
     @classmethod
@@ -179,8 +214,10 @@ class DataConfig(StrictModel):
         return template
 
     @model_validator(mode="after")
-    def _consistent(self) -> DataConfig:
+    def _consistent(self, info: ValidationInfo) -> DataConfig:
         """Settings that would be ignored, or splits that are one file; all reported at once."""
+        if is_stored(self, info):
+            return self
         problems = []
         if self.hub_config is not None and self.hub_dataset is None:
             problems.append(
@@ -341,7 +378,8 @@ class TrainConfig(StrictModel):
     )
     gradient_checkpointing: bool = Field(False, description="Less memory, ~30% slower steps.")
     seed: int = Field(
-        42, ge=0, le=SEED_MAX, description="Seeds init, data order and dropout (exact resumes)."
+        42, ge=-TRAIN_SEED_LIMIT, le=TRAIN_SEED_LIMIT,
+        description="Seeds init, data order and dropout (exact resumes); negative seeds too."
     )
     finetune: Literal["lora", "full"] = Field(
         "lora", description="lora: train adapters (the `lora` section); full: every weight."
@@ -359,6 +397,17 @@ class TrainConfig(StrictModel):
         "eval_exact_match (selectable as the metric), e.g. `{num_examples: 16, max_new_tokens: "
         "256}`. Slow: one generation per example at every evaluation (README: Metrics)."
     )
+
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_torch_takes(cls, seed: Any) -> Any:
+        if isinstance(seed, int) and not isinstance(seed, bool) and abs(seed) > TRAIN_SEED_LIMIT:
+            raise ValueError(
+                f"{seed} is outside -2**46..2**46 (+-{TRAIN_SEED_LIMIT}): the epoch order seeds "
+                "torch with seed * 100003 + epoch, which must fit its 64 bits; use a smaller "
+                f"seed, e.g. {seed % 2**32}")
+        return seed
 
 
 class TrialSpec(StrictModel):

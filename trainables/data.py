@@ -6,6 +6,7 @@ store, so trials neither re-read nor re-tokenize the data.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from trainables.config import (
 
 IGNORE_INDEX = -100
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -204,11 +206,20 @@ def _check_distinct_files(cfg: DataConfig, base_dir: Path) -> None:
         seen.append((name, path))
 
 
-def read_splits(cfg: DataConfig, base_dir: Path, task: Task | None = None
-                ) -> dict[str, list[dict[str, Any]]]:
-    """Raw rows per split; validation carved from train (seeded) when none is given. With
-    `task`, each split's columns and rows are checked as read (so row numbers are the file's)."""
-    _check_distinct_files(cfg, base_dir)
+def read_splits(cfg: DataConfig, base_dir: Path, task: Task | None = None, *,
+                stored: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Raw rows per split; validation carved from train (seeded) when none is given, then cut
+    to data.max_train_examples / max_eval_examples. With `task`, each split's columns and rows
+    are checked as read (so row numbers are the file's). `stored`: the data of a sweep that has
+    run, read back; the checks of what a new sweep may train on (one file as two splits, row
+    values) are skipped, so it reads as that sweep read it."""
+    return cap_splits(cfg, _uncapped_splits(cfg, base_dir, task, stored))
+
+
+def _uncapped_splits(cfg: DataConfig, base_dir: Path, task: Task | None, stored: bool
+                     ) -> dict[str, list[dict[str, Any]]]:
+    if not stored:
+        _check_distinct_files(cfg, base_dir)
     splits: dict[str, list[dict[str, Any]]] = {}
     for name in ("train", "validation", "test"):
         source = getattr(cfg, name)
@@ -224,7 +235,10 @@ def read_splits(cfg: DataConfig, base_dir: Path, task: Task | None = None
             raise DataError(f"data.{name}: the split is empty; point it at a file with rows")
         if task is not None:
             check_columns(cfg, task, splits[name], name)
-            check_rows(cfg, task, splits[name], name)
+            if not stored:
+                check_rows(cfg, task, splits[name], name)
+            if task == "sequence_classification":  # a KeyError later, stored or not
+                _check_negative_labels(cfg, splits[name], name)
     if "validation" not in splits:
         rows = splits["train"][:]
         random.Random(cfg.split_seed).shuffle(rows)
@@ -235,13 +249,16 @@ def read_splits(cfg: DataConfig, base_dir: Path, task: Task | None = None
                 f"fraction {cfg.validation_fraction}; add rows or give data.validation"
             )
         splits["validation"], splits["train"] = rows[:n_val], rows[n_val:]
-    if cfg.max_train_examples is not None:
-        splits["train"] = splits["train"][: cfg.max_train_examples]
-    if cfg.max_eval_examples is not None:
-        for name in ("validation", "test"):
-            if name in splits:
-                splits[name] = splits[name][: cfg.max_eval_examples]
     return splits
+
+
+def cap_splits(cfg: DataConfig, splits: dict[str, list[dict[str, Any]]]
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The first data.max_train_examples train rows and max_eval_examples held-out rows."""
+    caps = {"train": cfg.max_train_examples, "validation": cfg.max_eval_examples,
+            "test": cfg.max_eval_examples}
+    return {name: rows[: caps[name]] if caps[name] is not None else rows
+            for name, rows in splits.items()}
 
 
 def _template_fields(template: str) -> set[str]:
@@ -315,25 +332,35 @@ def check_rows(cfg: DataConfig, task: Task, rows: list[dict[str, Any]], split: s
             f"data.{split}: column {cfg.text_column!r} (data.text_column) is empty in every row; "
             "point data.text_column at the column holding the input text"
         )
-    if task == "sequence_classification":
-        negative = next(((i, r[cfg.label_column]) for i, r in enumerate(rows, start=1)
-                         if _is_int(r[cfg.label_column]) and r[cfg.label_column] < 0), None)
-        if negative is not None:
-            raise DataError(
-                f"data.{split}: label {negative[1]} (row {negative[0]}, column "
-                f"{cfg.label_column!r}) is negative; integer labels are class ids 0..N-1: "
-                "renumber them, or write labels as text"
-            )
+
+
+def _check_negative_labels(cfg: DataConfig, rows: list[dict[str, Any]], split: str) -> None:
+    negative = next(((i, r.get(cfg.label_column)) for i, r in enumerate(rows, start=1)
+                     if _is_int(r.get(cfg.label_column)) and r[cfg.label_column] < 0), None)
+    if negative is not None:
+        raise DataError(
+            f"data.{split}: label {negative[1]} (row {negative[0]}, column "
+            f"{cfg.label_column!r}) is negative; integer labels are class ids 0..N-1: "
+            "renumber them, or write labels as text"
+        )
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_labels(cfg: DataConfig, splits: dict[str, list[dict[str, Any]]]) -> None:
+def check_labels(cfg: DataConfig, splits: dict[str, list[dict[str, Any]]],
+                 uncapped: dict[str, list[dict[str, Any]]] | None = None,
+                 names: list[str] | None = None) -> list[str]:
     """Class labels a classifier can learn: one kind (ids or names), ids 0..N-1 that all
-    occur in train, at least two classes, and no validation/test label that train lacks."""
-    column = cfg.label_column
+    occur in the train file, at least two classes in train, and no validation/test label
+    outside the label set. `splits` are cut to the data.max_*_examples caps, `uncapped` are
+    not (default: the same); `names` are the configured class names, if any.
+
+    Returns warnings: a held-out label the kept train rows lack although it is a class (the
+    cap, or the carved validation split, took its train examples), which the classifier
+    cannot learn but which is no mistake in the data."""
+    column, uncapped = cfg.label_column, uncapped or splits
     values = [r[column] for rows in splits.values() for r in rows]
     number = next((v for v in values if _is_int(v)), None)
     text = next((v for v in values if isinstance(v, str)), None)
@@ -343,30 +370,68 @@ def check_labels(cfg: DataConfig, splits: dict[str, list[dict[str, Any]]]) -> No
             f"column {column!r}); write them all one way: class ids 0..N-1, or class names"
         )
     train = {r[column] for r in splits["train"]}
+    carved = cfg.validation is None
+    # The labels of the data.train file: its rows before the carve-out and the cap.
+    given = {r[column] for name in (("train", "validation") if carved else ("train",))
+             for r in uncapped.get(name, [])}
+    capped = len(splits["train"]) < len(uncapped["train"])
+    cap = (f"data.max_train_examples ({cfg.max_train_examples}) keeps the first "
+           f"{len(splits['train'])} train rows" if capped else "")
     if len(train) < 2:
+        if capped and len(given) > 1:
+            raise DataError(
+                f"data.train: every train example kept has label {next(iter(train))!r}: {cap}, "
+                f"and a classifier needs at least 2 classes; raise data.max_train_examples")
         raise DataError(
             f"data.train: every example has label {next(iter(train))!r}; a classifier needs at "
             f"least 2 classes in train; check data.label_column ({column!r}) and the data"
         )
-    if all(_is_int(v) for v in train):
-        absent = sorted(set(range(max(train) + 1)) - train)
+    if all(_is_int(v) for v in given):
+        absent = sorted(set(range(max(given) + 1)) - given)
         if absent:
             raise DataError(
                 f"data.label_column: integer labels are class ids 0..N-1, but train has no "
-                f"example of {absent} (labels seen in train: {sorted(train)}); renumber them "
+                f"example of {absent} (labels seen in train: {sorted(given)}); renumber them "
                 "(e.g. 1-5 stars -> 0-4), or write labels as text"
             )
+    warnings = []
     for split in ("validation", "test"):
-        unseen = next(((i, r[column]) for i, r in enumerate(splits.get(split, []), start=1)
-                       if r[column] not in train), None)
-        if unseen is not None:
-            where = (f"row {unseen[0]}" if getattr(cfg, split) is not None
+        unseen = [(i, r[column]) for i, r in enumerate(splits.get(split, []), start=1)
+                  if r[column] not in train]
+        if not unseen:
+            continue
+        outside = [(i, v) for i, v in unseen if not _a_class(v, given, names)]
+        if outside:
+            i, value = outside[0]
+            where = (f"row {i}" if getattr(cfg, split) is not None
                      else "in the rows carved from data.train")
             raise DataError(
-                f"data.{split}: label {unseen[1]!r} ({where}) never occurs in data.train "
-                f"(labels there: {sorted(train, key=str)}); a classifier cannot learn a class it "
+                f"data.{split}: label {value!r} ({where}) never occurs in data.train "
+                f"(labels there: {sorted(given, key=str)}); a classifier cannot learn a class it "
                 "never sees: fix the label, or add train examples of it"
             )
+        labels = sorted({v for _, v in unseen}, key=str)
+        in_file = [v for v in labels if v in given]
+        if capped and any(v in {r[column] for r in uncapped["train"]} for v in in_file):
+            why = f"{cap}; raise data.max_train_examples to train on them"
+        elif carved and in_file:
+            why = ("the validation rows carved from data.train took every example of them (a "
+                   "rare class); give data.validation, or another data.split_seed")
+        else:
+            why = "data.label_names names them, but data.train has no example of them"
+        named = [f"{v} ({names[v]})" if names and _is_int(v) and v < len(names) else repr(v)
+                 for v in labels]
+        warnings.append(f"data.{split}: labels {', '.join(named)} occur in no train example "
+                        f"kept, so the classifier cannot learn them (they score as errors): {why}")
+    return warnings
+
+
+def _a_class(value: Any, given: set[Any], names: list[str] | None) -> bool:
+    """Whether `value` is one of the task's classes: a label of the train file, or one that
+    data.label_names declares (by name, or by id)."""
+    if value in given or names is None:
+        return value in given
+    return value in names if isinstance(value, str) else _is_int(value) and 0 <= value < len(names)
 
 
 def texts_of(cfg: DataConfig, task: Task, rows: list[dict[str, Any]]) -> list[str]:
@@ -436,12 +501,15 @@ def read_label_names(cfg: DataConfig, base_dir: Path) -> list[str] | None:
     line (TweetEval's mapping.txt, tab or space separated) or one name per line in id order."""
     if cfg.label_names is not None or cfg.label_names_file is None:
         return cfg.label_names
-    path = base_dir / cfg.label_names_file
+    path = _local_path(base_dir, cfg.label_names_file)
     if not path.is_file():
         raise DataError(f"data.label_names_file: file {str(path)!r} does not exist; point it at "
                         "a file with one `ID<tab>NAME` (or one name) per line")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+    try:  # utf-8-sig: a byte-order mark must not become part of the first name
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, "data.label_names_file", err.start, err.object[err.start]) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     pairs = [line.split(None, 1) for line in lines]
     if lines and all(len(p) == 2 and p[0].isdigit() for p in pairs):
         by_id = {int(i): name.strip() for i, name in pairs}
@@ -494,23 +562,27 @@ def _generation_sample(cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any
 
 def prepare_data(cfg: DataConfig, task: Task, tokenizer: Any, base_dir: Path,
                  tokenize: Collection[str] = ("train", "validation", "test"),
-                 generation: GenerationEvalConfig | None = None) -> PreparedData:
+                 generation: GenerationEvalConfig | None = None, *,
+                 stored: bool = False) -> PreparedData:
     """Read, check and tokenize the splits. `tokenize` names the splits to tokenize (the others
     come back empty): scoring a finished sweep needs validation and test, not train. Every split
     is still read, so the validation carve-out and the label ids are the sweep's own.
-    `generation` (train.generation_eval) also samples the prompts generated for."""
-    splits = read_splits(cfg, base_dir, task)
+    `generation` (train.generation_eval) also samples the prompts generated for. `stored`: the
+    data of a sweep that has run (`read_splits`); the label checks are skipped too."""
+    uncapped = _uncapped_splits(cfg, base_dir, task, stored)
+    splits = cap_splits(cfg, uncapped)
     for name, rows in splits.items():
         check_columns(cfg, task, rows, name)
-    if task == "sequence_classification":
-        check_labels(cfg, splits)
+    names = read_label_names(cfg, base_dir) if task == "sequence_classification" else None
+    if task == "sequence_classification" and not stored:
+        for warning in check_labels(cfg, splits, uncapped, names):
+            log.warning("%s", warning)
     wanted = {name: rows for name, rows in splits.items() if name in tokenize}
     if task == "causal_lm":
         tokenized = {name: _tokenize_causal(cfg, tokenizer, rows) for name, rows in wanted.items()}
         num_labels, label_names, positive_label_id = None, None, None
     else:
-        mapping, label_names = _label_ids(splits, cfg.label_column,
-                                          read_label_names(cfg, base_dir))
+        mapping, label_names = _label_ids(splits, cfg.label_column, names)
         num_labels = len(label_names)
         positive_label_id = _positive_label_id(cfg, label_names)
         tokenized = {}

@@ -4,6 +4,7 @@ problem at once, each naming the field path, the bad value and the fix."""
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 import types
@@ -16,8 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.config.errors import ConfigError, closest, did_you_mean
 from orchestrator.config.schema import DIMENSION_TYPES, SweepConfig
+from trainables.config import STORED
 
 ConfigSource = str | Path | dict | SweepConfig
+log = logging.getLogger(__name__)
 
 
 class _Loader(yaml.SafeLoader):
@@ -176,11 +179,43 @@ def _dimension_problem(path: str, key: str, kind: str, error: Any) -> str | None
     return None
 
 
+def _union_member_models(annotation: Any, in_union: bool = False,
+                         seen: set[type] | None = None) -> set[str]:
+    """The class names of the models that are members of a plain (not discriminated) union
+    somewhere under `annotation`: pydantic puts them in an error's location
+    (`data.train.TextLabelFiles.labels`), where the user wrote no such key."""
+    seen = set() if seen is None else seen
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        if any(getattr(m, "discriminator", None) for m in args[1:]):
+            # a discriminated union's location holds the tag (`loguniform`), not a class name
+            return {name for a in typing.get_args(args[0])
+                    for name in _union_member_models(a, False, seen)}
+        return _union_member_models(args[0], in_union, seen)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return {name for a in members
+                for name in _union_member_models(a, in_union or len(members) > 1, seen)}
+    if origin is not None:  # list[...], dict[...]
+        return {name for a in args for name in _union_member_models(a, False, seen)}
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return set()
+    names = {annotation.__name__} if in_union else set()
+    if annotation not in seen:
+        seen.add(annotation)
+        for field in annotation.model_fields.values():
+            names |= _union_member_models(field.annotation, False, seen)
+    return names
+
+
+_UNION_MEMBER_MODELS = frozenset(_union_member_models(SweepConfig))
+
+
 def _format(error: Any) -> list[str]:
     """One line per problem; a cross-field check may carry several, one per line."""
-    # A union member's class name in the location (`data.train.TextLabelFiles.labels`) is
-    # pydantic's bookkeeping, not a key the user wrote.
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p[:1].isupper()))
+    # A union member's class name in the location is pydantic's bookkeeping, not a key the
+    # user wrote; a key the user wrote stays, capitalised or not (`Train:`).
+    loc = tuple(p for p in error["loc"] if p not in _UNION_MEMBER_MODELS)
     kind = error["type"]
     if kind == "string_type" and error["loc"][-1:] == ("str",) and isinstance(
             error.get("input"), dict):
@@ -213,22 +248,33 @@ def _format(error: Any) -> list[str]:
     return [f"{path}: {msg} (got {error.get('input')!r})"]
 
 
-def validate_dict(raw: dict, source: str = "sweep config") -> SweepConfig:
+def validate_dict(raw: dict, source: str = "sweep config", *, stored: bool = False
+                  ) -> SweepConfig:
+    """`stored=True`: the config an experiment saved, read back (`sweep results`, `resume`,
+    `export`...): the rules that refuse a new sweep as pointless are skipped
+    (`trainables.config.is_stored`), so an experiment made before a rule stays readable."""
     try:
-        return SweepConfig.model_validate(raw)
+        return SweepConfig.model_validate(raw, context={STORED: True} if stored else None)
     except ValidationError as err:
         raise ConfigError([line for e in err.errors() for line in _format(e)], source) from None
 
 
 def load_config(source: ConfigSource, overrides: list[str] | None = None) -> SweepConfig:
-    """A validated `SweepConfig` from a YAML path, a dict or a config object.
+    """A validated `SweepConfig` from a YAML path, a dict or a config object; settings it
+    would ignore are logged as warnings.
 
     >>> cfg = load_config("examples/quickstart.yaml", ["train.max_steps=20"])  # doctest: +SKIP
     """
-    overrides = overrides or []
+    if isinstance(source, SweepConfig) and not overrides:
+        return source  # loaded (and warned about) already
+    config = _load_config(source, overrides or [])
+    for note in config.ignored_settings():
+        log.warning("%s; drop it to silence this warning", note)
+    return config
+
+
+def _load_config(source: ConfigSource, overrides: list[str]) -> SweepConfig:
     if isinstance(source, SweepConfig):
-        if not overrides:
-            return source
         return validate_dict(apply_overrides(source.model_dump(exclude_none=True), overrides))
     if isinstance(source, dict):
         return validate_dict(apply_overrides(copy.deepcopy(source), overrides))

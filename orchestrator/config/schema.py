@@ -12,7 +12,7 @@ import re
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from orchestrator.config.errors import did_you_mean
 from orchestrator.config.sections import LoggingConfig, QualityConfig
@@ -25,6 +25,8 @@ from trainables.config import (
     StrictModel,
     Task,
     TrainConfig,
+    is_stored,
+    stored_context,
 )
 from trainables.metrics import (
     OPTIONAL_METRICS,
@@ -282,7 +284,9 @@ class SweepConfig(StrictModel):
 
     @field_validator("storage_path")
     @classmethod
-    def _a_storage_path(cls, path: str) -> str:
+    def _a_storage_path(cls, path: str, info: ValidationInfo) -> str:
+        if stored_context(info):  # where that sweep wrote, however it was spelt
+            return path
         if not path.strip():
             raise ValueError("is empty; give a folder (e.g. ~/sweep_results) or s3://bucket/prefix")
         one_slash = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]+):/([^/].*)", path)
@@ -317,11 +321,15 @@ class SweepConfig(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _cross_field(self) -> SweepConfig:
-        """Every cross-field rule runs; all broken ones are reported together, one per line."""
+    def _cross_field(self, info: ValidationInfo) -> SweepConfig:
+        """Every cross-field rule runs; all broken ones are reported together, one per line.
+        A stored experiment's config (`is_stored`) skips the rules that refuse a sweep as
+        pointless (search start-up and generations, budgets, ignored fields): it has run."""
         problems = (self._check_metric() + self._check_search_space() + self._check_scheduler()
-                    + self._check_resources() + self._check_search()
-                    + self._check_scheduler_settings() + self._check_task_fields())
+                    + self._check_resources())
+        if not is_stored(self, info):
+            problems += (self._check_evolutionary() + self._check_search()
+                         + self._check_scheduler_settings() + self._check_task_fields())
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -409,7 +417,7 @@ class SweepConfig(StrictModel):
                     f"search.algorithm: grid needs discrete dimensions, but {bad} are continuous; "
                     "give them `type: grid` values, or use search.algorithm: hyperopt"
                 )
-        problems += self._check_points_to_evaluate() + self._check_evolutionary()
+        problems += self._check_points_to_evaluate()
         if self.search.algorithm in MODEL_BASED and not self.search_space:
             problems.append(
                 f"search_space: is empty, so {self.search.algorithm} has nothing to search; add "
@@ -653,15 +661,45 @@ class SweepConfig(StrictModel):
             )
         return problems
 
-    def _check_scheduler_settings(self) -> list[str]:
-        """Options the chosen scheduler never reads, and budgets that leave it nothing to do."""
-        s, problems = self.scheduler, []
+    def ignored_settings(self) -> list[str]:
+        """Scheduler options the chosen type never reads: a warning at load, not an error, so
+        `--set scheduler.type=fifo` on a config tuned for asha runs (as the same switch does in
+        Ray Tune), and not silently either. A value equal to the default is not reported."""
+        s, notes = self.scheduler, []
         for name, field in SchedulerConfig.model_fields.items():
             readers = _SCHEDULER_OPTION_READERS.get(name, (s.type,))
             if s.type not in readers and getattr(s, name) != field.default:
                 verb = "reads" if len(readers) == 1 else "read"
-                problems.append(f"scheduler.{name}: only {_and(readers)} {verb} it, but "
-                                f"scheduler.type is {s.type}; drop it (or change the type)")
+                notes.append(f"scheduler.{name}: {getattr(s, name)!r} is ignored: only "
+                             f"{_and(readers)} {verb} it, and scheduler.type is {s.type}")
+        return notes
+
+    def _short_budget_fix(self) -> tuple[int | None, int | None]:
+        """(eval_every_steps, grace_period) that together fit a train.max_steps shorter than
+        the config was tuned for; None where the value fits already. Each budget message gives
+        both, so either `--set` line it prints validates on its own."""
+        every, s = self.train.eval_every_steps, self.scheduler
+        budgets = self._step_budgets()
+        if not budgets:
+            return None, None
+        budget = min(budgets)
+        new_every = max(1, budget // 4) if every > budget else None
+        fixed = self.train.max_steps if "train.max_steps" not in self.search_space else None
+        grace_too_big = (s.type in ("asha", "median") and s.time_unit == "steps"
+                         and s.grace_period is not None and fixed is not None
+                         and s.grace_period > fixed)
+        new_grace = min(2 * (new_every or every), budget) if grace_too_big else None
+        return new_every, new_grace
+
+    def _short_budget_sets(self) -> str:
+        new_every, new_grace = self._short_budget_fix()
+        sets = ([f"--set train.eval_every_steps={new_every}"] if new_every else []) + (
+            [f"--set scheduler.grace_period={new_grace}"] if new_grace else [])
+        return " ".join(sets)
+
+    def _check_scheduler_settings(self) -> list[str]:
+        """Budgets that leave the scheduler nothing to do."""
+        s, problems = self.scheduler, []
         every, steps = self.train.eval_every_steps, s.time_unit == "steps"
         max_steps = self.train.max_steps if "train.max_steps" not in self.search_space else None
         if s.type == "asha" and s.grace_period is not None and s.max_t is not None \
@@ -674,8 +712,9 @@ class SweepConfig(StrictModel):
                 and max_steps is not None and s.grace_period > max_steps:
             problems.append(
                 f"scheduler.grace_period: {s.grace_period} steps is above train.max_steps "
-                f"({max_steps}), so {s.type} can never stop a trial; lower grace_period (e.g. 2 x "
-                "train.eval_every_steps) or use scheduler.type: fifo"
+                f"({max_steps}), so {s.type} can never stop a trial; set grace_period <= "
+                f"{max_steps} ({self._short_budget_sets()}), or stop no trial early (--set "
+                "scheduler.type=fifo)"
             )
         if s.type in ("asha", "hyperband") and steps and s.max_t is not None and s.max_t < every:
             problems.append(
@@ -708,21 +747,25 @@ class SweepConfig(StrictModel):
             problems += self._check_eval_interval()
         return problems
 
+    def _step_budgets(self) -> list[Any]:
+        """train.max_steps, or its searched candidates (low and high of a range)."""
+        dim, fixed = self.search_space.get("train.max_steps"), self.train.max_steps
+        return ([v for _, v in _candidate_values(dim) if _is_number(v)] if dim is not None
+                else [fixed] if fixed is not None else [])
+
     def _check_eval_interval(self) -> list[str]:
         """A trial reports (and can be stopped) at evaluations: a budget below one interval
         leaves it a single report, at its end, and the scheduler nothing to compare."""
-        every, fixed = self.train.eval_every_steps, self.train.max_steps
-        dim = self.search_space.get("train.max_steps")
-        budgets = ([v for _, v in _candidate_values(dim) if _is_number(v)] if dim is not None
-                   else [fixed] if fixed is not None else [])
+        every, budgets = self.train.eval_every_steps, self._step_budgets()
         if not budgets or min(budgets) >= every:
             return []
-        which = ("train.max_steps" if dim is None
+        which = ("train.max_steps" if "train.max_steps" not in self.search_space
                  else "the smallest train.max_steps in search_space")
         return [f"train.eval_every_steps: {every} is above {which} ({min(budgets)}), so a trial "
                 f"evaluates only once, at its end, and scheduler.type: {self.scheduler.type} has "
-                f"nothing to compare before that; set eval_every_steps <= {min(budgets)} (e.g. "
-                f"{max(1, min(budgets) // 4)})"]
+                f"nothing to compare before that; set eval_every_steps <= {min(budgets)} "
+                f"({self._short_budget_sets()}), or stop no trial early (--set "
+                "scheduler.type=fifo)"]
 
     def _grid_points(self) -> int:
         grid = self.search.algorithm == "grid"

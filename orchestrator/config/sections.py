@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from trainables.config import StrictModel
+from trainables.config import StrictModel, is_stored
 
 MLFLOW_INSTALL_HINT = "pip install mlflow"
 
@@ -71,8 +71,8 @@ class QualityConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _refuse_needs_the_check(self) -> QualityConfig:
-        if self.refuse_on_leakage and not self.check_leakage:
+    def _refuse_needs_the_check(self, info: ValidationInfo) -> QualityConfig:
+        if self.refuse_on_leakage and not self.check_leakage and not is_stored(self, info):
             raise ValueError(
                 "quality.refuse_on_leakage: true, but quality.check_leakage is false, so there "
                 "would be nothing to refuse on; set check_leakage: true, or drop refuse_on_leakage"

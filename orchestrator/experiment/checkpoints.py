@@ -11,11 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.errors import BrokenCheckpointError, CheckpointNotFoundError
 from trainables import modeling
 from trainables.checkpointing import ADAPTER_DIR, METRICS_FILE, MODEL_DIR, SPEC_FILE
-from trainables.config import TrialSpec
+from trainables.config import STORED, TrialSpec
 
 _FIX = ("restore the folder from where the sweep wrote it, or delete it: post-sweep commands "
         "then pass over its trial")
@@ -37,8 +39,21 @@ def _json_text(checkpoint: Path, name: str, where: str | None = None) -> str:
 
 
 def checkpoint_spec(checkpoint: Path, where: str | None = None) -> TrialSpec:
-    """The `TrialSpec` the trial that wrote this checkpoint ran with."""
-    return TrialSpec.model_validate_json(_json_text(checkpoint, SPEC_FILE, where))
+    """The `TrialSpec` the trial that wrote this checkpoint ran with, validated as stored (rules
+    added since the trial ran are not applied to it); BrokenCheckpointError when spec.json does
+    not hold one."""
+    text = _json_text(checkpoint, SPEC_FILE, where)
+    try:
+        return TrialSpec.model_validate_json(text, context={STORED: True})
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f", and {err.error_count() - 1} more" if err.error_count() > 1 else ""
+        raise BrokenCheckpointError(
+            f"checkpoint {where or checkpoint}: {checkpoint / SPEC_FILE} is not a trial spec "
+            f"this version reads ({field}: {first['msg']}{more}): edited, or written by another "
+            f"version; {_FIX}"
+        ) from None
 
 
 def require_complete(checkpoint: Path, where: str | None = None) -> Path:

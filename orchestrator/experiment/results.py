@@ -134,10 +134,12 @@ def _peak_memory(history: pd.DataFrame) -> dict[str, float]:
 
 
 def read_sweep_config(experiment: Storage) -> SweepConfig | None:
+    """The experiment's saved config, validated as stored (`validate_dict(stored=True)`): rules
+    added since the sweep ran do not lock its results away."""
     if not experiment.exists(SWEEP_CONFIG_FILE):
         return None
     return validate_dict(yaml.safe_load(experiment.read_text(SWEEP_CONFIG_FILE)),
-                         experiment.uri_of(SWEEP_CONFIG_FILE))
+                         experiment.uri_of(SWEEP_CONFIG_FILE), stored=True)
 
 
 def tune_state_files(experiment: Storage) -> list[str]:

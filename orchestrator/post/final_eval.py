@@ -32,6 +32,7 @@ from orchestrator.experiment.trials import as_result, ranked_checkpoints, requir
 from orchestrator.post.errors import UnsupportedRequestError
 from trainables import modeling
 from trainables.checkpointing import METRICS_FILE
+from trainables.config import TextLabelFiles
 from trainables.data import DataError, PreparedData, prepare_data
 from trainables.evaluation import evaluate
 from trainables.generation import generation_metrics
@@ -89,12 +90,16 @@ def side_by_side(validation: dict[str, float], test: dict[str, float] | None) ->
 
 
 def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalData:
-    """Read and tokenize the sweep's splits as the sweep did; `test_data` replaces data.test."""
+    """Read and tokenize the sweep's splits as the sweep did (the data checks of new sweeps
+    are not re-run on them: `prepare_data(stored=True)`); `test_data` replaces data.test."""
     from orchestrator.run.preflight import check_model
 
     config = config.model_copy(deep=True)
     if test_data is not None:
-        config.data.test = os.path.abspath(os.path.expanduser(test_data))
+        test = os.path.abspath(os.path.expanduser(test_data))
+        _not_a_sweep_split(config, test_data, test)
+        # A copy, not an assignment: that would re-run DataConfig's checks of new sweeps.
+        config = config.model_copy(update={"data": config.data.model_copy(update={"test": test})})
     problems = check_model(config)
     if problems:
         raise ConfigError(problems, "sweep")
@@ -102,11 +107,31 @@ def load_eval_data(config: SweepConfig, test_data: str | None = None) -> EvalDat
     try:
         data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."),
                             tokenize=("validation", "test"),
-                            generation=config.train.generation_eval)
+                            generation=config.train.generation_eval, stored=True)
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
     return EvalData(config=config, data=data, pad_id=int(tokenizer.pad_token_id),
                     tokenizer=tokenizer)
+
+
+def _not_a_sweep_split(config: SweepConfig, given: str, test: str) -> None:
+    """The test file given (`--test`, test_data=) must not be one the sweep trained or
+    selected on."""
+    base = Path(config.base_dir or ".")
+    for name in ("train", "validation"):
+        source = getattr(config.data, name)
+        text = source.text if isinstance(source, TextLabelFiles) else source
+        if config.data.hub_dataset is not None or not isinstance(text, str):
+            continue
+        path = base / os.path.expanduser(text)
+        same = (os.path.samefile(path, test) if path.exists() and os.path.exists(test)
+                else os.path.normpath(path.absolute()) == os.path.normpath(test))
+        if same:
+            use = "selected the trials" if name == "validation" else "trained on"
+            raise ConfigError([
+                f"--test / test_data: {given!r} is the sweep's data.{name} ({str(path)!r}), "
+                f"which it {use}, so its score would be no test score; give a held-out file"],
+                "sweep")
 
 
 @dataclass

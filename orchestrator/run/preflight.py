@@ -221,8 +221,11 @@ def check_class_metric(config: SweepConfig, data: PreparedData) -> list[str]:
             f"{did_you_mean(per_class[1], keys)}"]
 
 
-def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -> Plan:
-    """Run every check; raise one ConfigError listing all problems, or return the plan."""
+def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None, *,
+               stored: bool = False) -> Plan:
+    """Run every check; raise one ConfigError listing all problems, or return the plan.
+    `stored`: a sweep that has run (`sweep resume`): its data is read as it was
+    (`prepare_data(stored=True)`)."""
     problems = check_model(config) + check_logging(config.logging)
     if nodes is not None:
         problems += check_resources(config, nodes)
@@ -240,7 +243,7 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None) -
         raise ConfigError(problems, "sweep")
     try:
         data = prepare_data(config.data, config.task, tokenizer, Path(config.base_dir or "."),
-                            generation=config.train.generation_eval)
+                            generation=config.train.generation_eval, stored=stored)
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
     problems = check_class_metric(config, data)

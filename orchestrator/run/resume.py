@@ -98,7 +98,7 @@ def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_
     problems = check_writable_from_every_node(storage.uri, ray.nodes())
     if problems:
         raise ConfigError(problems, "resume")
-    plan = build_plan(config, nodes=ray.nodes())  # deterministic: same data, same split
+    plan = build_plan(config, nodes=ray.nodes(), stored=True)  # same data, same split
     restore_kwargs: dict[str, Any] = {}
     if not storage.is_local:
         restore_kwargs["storage_filesystem"] = storage.fs

@@ -15,6 +15,7 @@ wrong but is meant) passed before and must keep passing. Mistakes that were alre
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -59,13 +60,14 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      ["keep_top_k_trials", "false is a yes/no value", "null"]),
     ("batch-size-true", {"train": {"batch_size": True}},
      ["train.batch_size", "true is a yes/no value", "write a number"]),
-    # seeds numpy / hyperopt refuse
+    # seeds hyperopt / torch refuse (negative train and split seeds are fine: see ACCEPTED)
     ("search-seed-negative", {"search": {"seed": -1}},
      ["search.seed", "greater than or equal to 0", "got -1"]),
     ("train-seed-too-big", {"train": {"seed": 2**64}},
-     ["train.seed", "less than or equal to 4294967295", str(2**64)]),
-    ("split-seed-negative", {"data": {"split_seed": -3}},
-     ["data.split_seed", "greater than or equal to 0", "got -3"]),
+     ["train.seed", str(2**64), "outside -2**46..2**46", "seed * 100003 + epoch",
+      "use a smaller seed"]),
+    ("train-seed-too-negative", {"train": {"seed": -2**60}},
+     ["train.seed", str(-2**60), "outside -2**46..2**46"]),
     # paths and names
     ("model-path-empty", {"model": {"path": " "}},
      ["model.path", "is empty", "hub id", "pkg://"]),
@@ -111,6 +113,17 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      ["lora.batch_size: unknown key", "train.batch_size"]),
     ("metric-under-train", {"train": {"metric": "eval_loss"}},
      ["train.metric: unknown key", "top level"]),
+    # keys the user capitalised (was an IndexError traceback / "belongs at data.train")
+    ("section-capitalised", {"Train": {"max_steps": 5}},
+     ["Train: unknown key", "did you mean 'train'?"]),
+    ("key-capitalised", {"train": {"LR": 1}},
+     ["train.LR: unknown key", "learning_rate"]),
+    ("text-label-pair-key-capitalised",
+     {"data": {"train": {"text": "t.txt", "labels": "l.txt", "Labels": "x.txt"}}},
+     ["data.train.Labels: unknown key", "did you mean 'labels'?"]),
+    ("positive-label-yes-no", {"task": "sequence_classification", "metric": "eval_f1",
+                               "data": {"positive_label": True}},
+     ["data.positive_label", "true is a yes/no value", "positive_label: 1"]),
     # search space written the wrong way
     ("dimension-type-typo",
      {"search_space": {LR: {"type": "log_uniform", "low": 1e-5, "high": 1e-3}}},
@@ -169,7 +182,7 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("grace-period-above-max-steps",
      {"train": {"max_steps": 100, "eval_every_steps": 10}, "scheduler": {"grace_period": 200}},
      ["scheduler.grace_period", "200", "train.max_steps (100)", "never stop a trial",
-      "scheduler.type: fifo"]),
+      "(--set scheduler.grace_period=20)", "(--set scheduler.type=fifo)"]),
     ("max-t-below-eval-every", {"scheduler": {"max_t": 10}},
      ["scheduler.max_t", "10", "train.eval_every_steps (50)", "first evaluation"]),
     ("median-needs-more-trials-than-run",
@@ -182,10 +195,6 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      {"scheduler": {"type": "pbt", "perturbation_interval": 10}, "search": {"algorithm": "random"}},
      ["scheduler.perturbation_interval", "10", "train.eval_every_steps (50)",
       "perturbation_interval >= 50"]),
-    ("option-of-another-scheduler", {"scheduler": {"type": "median", "reduction_factor": 2}},
-     ["scheduler.reduction_factor", "only asha and hyperband", "scheduler.type is median"]),
-    ("pbt-option-with-asha", {"scheduler": {"perturbation_interval": 100}},
-     ["scheduler.perturbation_interval", "only pbt", "scheduler.type is asha"]),
     # resources the config alone rules out (checked even with `validate --no-cluster`)
     ("fp16-without-gpu", {"train": {"precision": "fp16"}},
      ["train.precision", "fp16 needs a GPU", "resources.gpus_per_trial is 0", "bf16"]),
@@ -205,6 +214,35 @@ def test_bad_config_value(make_raw, config_error, mentions, patch: dict[str, Any
     error = config_error(make_raw(**patch))
     mentions(str(error), *fragments)
     assert error.problems
+
+
+def test_a_capitalised_section_given_to_set(make_raw, config_error, mentions) -> None:
+    error = config_error(make_raw(), ["Train.max_steps=5"])
+    mentions(str(error), "Train: unknown key", "did you mean 'train'?")
+
+
+# Options the chosen scheduler type never reads: a warning (as Ray Tune would just not pass
+# them), so `--set scheduler.type=fifo` on a config tuned for asha runs.
+IGNORED_SCHEDULER_OPTIONS = [
+    ("option-of-another-scheduler", {"scheduler": {"type": "median", "reduction_factor": 2}},
+     ["scheduler.reduction_factor: 2.0 is ignored", "only asha and hyperband",
+      "scheduler.type is median"]),
+    ("pbt-option-with-asha", {"scheduler": {"perturbation_interval": 100}},
+     ["scheduler.perturbation_interval: 100 is ignored", "only pbt", "scheduler.type is asha"]),
+    ("grace-period-with-fifo", {"scheduler": {"type": "fifo", "grace_period": 100}},
+     ["scheduler.grace_period: 100 is ignored", "only asha, median and pbt",
+      "scheduler.type is fifo"]),
+]
+
+
+@pytest.mark.parametrize(("patch", "fragments"),
+                         [pytest.param(p, f, id=i) for i, p, f in IGNORED_SCHEDULER_OPTIONS])
+def test_an_option_the_scheduler_never_reads_is_a_warning(
+        make_config, mentions, caplog: pytest.LogCaptureFixture, patch: dict[str, Any],
+        fragments: list[str]) -> None:
+    with caplog.at_level(logging.WARNING, logger="orchestrator.config.loading"):
+        make_config(**patch)
+    mentions(caplog.text, *fragments, "drop it")
 
 
 # --- data files and model folders, through the preflight (`sweep validate --no-cluster`) -------
@@ -502,6 +540,12 @@ ACCEPTED: list[tuple[str, dict[str, Any], Callable[[Any], bool]]] = [
      {"search": {"algorithm": "random", "points_to_evaluate": [{"lora.r": 8}]},
       "search_space": {LR: LOG_LR, "lora.r": {"type": "choice", "values": [4, 8]}}},
      lambda c: c.search.points_to_evaluate == [{"lora.r": 8}]),
+    # random.Random takes any integer, numpy gets seed % 2**32, torch takes negative seeds
+    ("split-seed-negative", {"data": {"split_seed": -3}}, lambda c: c.data.split_seed == -3),
+    ("train-seed-negative", {"train": {"seed": -1}}, lambda c: c.train.seed == -1),
+    ("positive-label-as-an-id", {"task": "sequence_classification", "metric": "eval_binary_f1",
+                                 "data": {"positive_label": 1}},
+     lambda c: c.data.positive_label == "1"),
 ]
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,37 @@ def test_gguf_file_present_is_accepted(make_config, tmp_path):
     config = make_config(model={"path": str(tmp_path), "gguf_file": "m.gguf"})
 
     assert check_model(config) == []
+
+
+def test_an_asha_example_switched_to_fifo_loads_with_a_warning(caplog, mentions):
+    """`--set` cannot drop a key, so an option fifo never reads (grace_period) is a warning."""
+    with caplog.at_level("WARNING", logger="orchestrator.config.loading"):
+        config = load_config(EXAMPLES_DIR / "tweeteval_emotion.yaml", ["scheduler.type=fifo"])
+    assert config.scheduler.type == "fifo"
+    mentions(caplog.text, "scheduler.grace_period: 100 is ignored", "scheduler.type is fifo")
+
+
+def test_a_shorter_budget_on_an_example_names_overrides_that_work(config_error):
+    """gsm8k's eval_every_steps (25) and grace_period (50) do not fit 20 steps: each error gives
+    `--set` lines, and every one of them, added to the command, makes it valid."""
+    path, overrides = EXAMPLES_DIR / "gsm8k_sft.yaml", ["train.max_steps=20"]
+    problems = config_error(path, overrides).problems
+    assert [p.split(":")[0] for p in problems] == ["scheduler.grace_period",
+                                                   "train.eval_every_steps"]
+    fixes = {tuple(re.findall(r"--set (\S+)", group))
+             for p in problems for group in re.findall(r"\((--set [^)]*)\)", p)}
+    assert fixes == {("train.eval_every_steps=5", "scheduler.grace_period=10"),
+                     ("scheduler.type=fifo",)}
+    for fix in fixes:
+        config = load_config(path, overrides + list(fix))
+        assert config.train.max_steps == 20
+
+
+def test_the_tweeteval_example_names_its_classes():
+    from trainables.data import read_label_names
+
+    config = load_config(EXAMPLES_DIR / "tweeteval_emotion.yaml")
+    if not (Path(config.base_dir) / config.data.label_names_file).is_file():
+        pytest.skip("the shared TweetEval data is not on this machine")
+    names = read_label_names(config.data, Path(config.base_dir))
+    assert names == ["anger", "joy", "optimism", "sadness"]

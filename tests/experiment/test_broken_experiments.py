@@ -111,12 +111,15 @@ def _break(checkpoint: Path, how: str) -> str:
     if how == "cut-off metrics":
         (checkpoint / METRICS_FILE).write_text('{"eval_loss": 1.')
         return f"{METRICS_FILE} is not readable JSON"
+    if how == "not a spec":  # JSON, but no TrialSpec (was a pydantic ValidationError)
+        (checkpoint / SPEC_FILE).write_text('{"task": "seq2seq", "model": {"path": "m"}}')
+        return f"{SPEC_FILE} is not a trial spec this version reads (task:"
     assert how == "cut-off spec"
     (checkpoint / SPEC_FILE).write_text('{"task": "caus')
     return f"{SPEC_FILE} is not readable JSON"
 
 
-BREAKS = ["no spec", "no metrics", "no weights", "cut-off metrics", "cut-off spec"]
+BREAKS = ["no spec", "no metrics", "no weights", "cut-off metrics", "cut-off spec", "not a spec"]
 
 
 @pytest.mark.parametrize("how", BREAKS)

@@ -104,6 +104,21 @@ def test_label_names_file_in_tweeteval_format_and_one_name_per_line(tmp_path: Pa
         read_label_names(DataConfig(train="t.jsonl", label_names_file="nope.txt"), tmp_path)
 
 
+def test_label_names_file_with_a_byte_order_mark_or_under_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notepad's UTF-8 BOM used to become part of the first line: the ids were not all digits,
+    so each whole line was a name ('\ufeff0\tanger'). `~` is the home folder, as for data."""
+    (tmp_path / "mapping.txt").write_text("\ufeff0\tanger\n1\tjoy\n", encoding="utf-8")
+    cfg = DataConfig(train="t.jsonl", label_names_file="mapping.txt")
+    assert read_label_names(cfg, tmp_path) == ["anger", "joy"]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = DataConfig(train="t.jsonl", label_names_file="~/mapping.txt")
+    assert read_label_names(home, tmp_path / "elsewhere") == ["anger", "joy"]
+    (tmp_path / "latin1.txt").write_bytes("0\tcol\xe8re\n1\tjoie\n".encode("latin-1"))
+    with pytest.raises(DataError, match="label_names_file.*not UTF-8 text.*byte 0xe8"):
+        read_label_names(DataConfig(train="t.jsonl", label_names_file="latin1.txt"), tmp_path)
+
+
 def _write(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
