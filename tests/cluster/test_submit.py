@@ -71,7 +71,8 @@ def _trial_nodes(dashboard: str) -> set[str]:
     request = urllib.request.Request(url, headers=jobs.auth_headers())
     with urllib.request.urlopen(request, timeout=30) as response:
         actors = json.load(response)["data"]["result"]["result"]
-    return {a["node_id"] for a in actors if a["class_name"] == "ImplicitFunc"}
+    # Ray names the class by its qualified name, e.g. "wrap_function.<locals>.ImplicitFunc"
+    return {a["node_id"] for a in actors if a["class_name"].split(".")[-1] == "ImplicitFunc"}
 
 
 def _wait_for_log(job_id: str, address: str, needle: str, timeout_s: float = 180) -> str:
@@ -85,6 +86,19 @@ def _wait_for_log(job_id: str, address: str, needle: str, timeout_s: float = 180
             deadline = min(deadline, time.monotonic() + 20)
         time.sleep(1)
     raise AssertionError(f"{needle!r} never appeared in the logs of {job_id}:\n{text[-3000:]}")
+
+
+def _wait_for_file_text(path: Path, needle: str, *, after: str, timeout_s: float = 180) -> str:
+    """The text of `path` once `needle` occurs in it after `after` (the driver writes the file
+    as the job ends)."""
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        if after in text and needle in text[text.index(after):]:
+            return text
+        time.sleep(1)
+    raise AssertionError(f"{needle!r} after {after!r} never appeared in {path}:\n{text[-3000:]}")
 
 
 @integration
@@ -144,13 +158,15 @@ def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: d
 
     stopped = _sweep("stop", job_id, env=client_env)
     assert stopped.returncode == 0 and f"{job_id}: STOPPED" in stopped.stdout, stopped.stderr
-    logs = _wait_for_log(job_id, cluster.dashboard_url,
-                         "Wrote the latest version of all result files and experiment state")
+    experiment = storage / "stopped"
+    # Ray's and Tune's lines go to the experiment's log, not the job's (the quiet console).
+    logs = _wait_for_file_text(experiment / "logs" / "ray.log",
+                               "Wrote the latest version of all result files and experiment state",
+                               after="Stop signal received")
     # Tune's own SIGINT handler ran, then wrote its final snapshot (not just a periodic one).
     assert "Stop signal received" in logs, logs[-3000:]
-    after_stop = logs[logs.index("Stop signal received"):]
-    assert "Wrote the latest version of all result files and experiment state" in after_stop
-    experiment = storage / "stopped"
+    job_logs = "".join(jobs.logs(job_id, cluster.dashboard_url))
+    assert "Stop signal received" not in job_logs and "Ray's output:" in job_logs
     assert list(experiment.glob("experiment_state-*.json"))
     from ray.tune import Tuner
 

@@ -230,7 +230,8 @@ def test_ties_soup_merges_trials_of_different_ranks(lm_sweep) -> None:
     soup = make_soup(lm_sweep, top_k=3, method="ties", density=0.5)
     assert soup.weights == [1.0, 1.0, 1.0] and soup.density == 0.5
     assert all(torch.isfinite(torch.tensor(v)) for v in soup.validation.values())
-    assert set(soup.test or {}) == {"test_loss", "test_perplexity", "test_token_accuracy"}
+    assert set(soup.test or {}) == {"test_loss", "test_perplexity", "test_token_accuracy",
+                                    "test_examples", "test_loss_se"}
     assert "soup (ties, 3 of 3)" in soup.summary()
 
 

@@ -104,7 +104,11 @@ def test_launch_refuses_leaky_data(local_ray, tiny_lm_dir: Path, tmp_path: Path)
 
     config = lm_config(tiny_lm_dir, name="leaky", storage_path=str(tmp_path),
                        quality={"refuse_on_leakage": True}, num_samples=1)
-    config["data"]["validation"] = config["data"]["train"]  # every validation text leaks
+    # every validation text leaks: a copy of the train rows (the same file is refused earlier,
+    # as a config error, before the leakage check)
+    leaky = tmp_path / "validation.jsonl"
+    leaky.write_text(Path(config["data"]["train"]).read_text())
+    config["data"]["validation"] = str(leaky)
     with pytest.raises(LeakageError, match="The sweep was not started"):
         launch(config, live=False)
     assert not (tmp_path / "leaky").exists()  # nothing written: the same name can be rerun
