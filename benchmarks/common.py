@@ -38,6 +38,19 @@ PACKAGES = (
 )
 
 
+def dates_data(**extra: Any) -> dict[str, Any]:
+    """The `data` section of the benchmarks' small causal-LM sweeps: the project's own dates
+    example (examples/data/dates), prompts cut at 48 tokens; `extra` adds or overrides keys."""
+    return {
+        "train": str(ROOT / "examples/data/dates/train.jsonl"),
+        "validation": str(ROOT / "examples/data/dates/validation.jsonl"),
+        "prompt_template": "Write the date {date} in words:",
+        "completion_template": " {words}",
+        "max_length": 48,
+        **extra,
+    }
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:

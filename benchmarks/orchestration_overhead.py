@@ -75,13 +75,7 @@ def sweep_config(model_dir: Path, storage: Path, trials: int, steps: int) -> dic
         "name": "overhead",
         "task": "causal_lm",
         "model": {"path": str(model_dir)},
-        "data": {
-            "train": str(common.ROOT / "examples/data/dates/train.jsonl"),
-            "validation": str(common.ROOT / "examples/data/dates/validation.jsonl"),
-            "prompt_template": "Write the date {date} in words:",
-            "completion_template": " {words}",
-            "max_length": 48,
-        },
+        "data": common.dates_data(),
         "train": {
             "batch_size": 8,
             "max_steps": steps,

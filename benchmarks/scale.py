@@ -127,15 +127,7 @@ def sweep_config(model_dir: Path, storage: Path, trials: int, method: str,
     return {
         "task": "causal_lm",
         "model": {"path": str(model_dir)},
-        "data": {
-            "train": str(common.ROOT / "examples/data/dates/train.jsonl"),
-            "validation": str(common.ROOT / "examples/data/dates/validation.jsonl"),
-            "prompt_template": "Write the date {date} in words:",
-            "completion_template": " {words}",
-            "max_length": 48,
-            "max_train_examples": 64,
-            "max_eval_examples": 16,
-        },
+        "data": common.dates_data(max_train_examples=64, max_eval_examples=16),
         "train": {"max_steps": 40, "eval_every_steps": 10, "seed": 0},
         "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
         "search_space": {

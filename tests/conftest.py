@@ -3,7 +3,6 @@ minimal valid config (`make_raw`, `make_config`) with a way to read its errors."
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # for tests/tiny_models.py
 
-from sweep_helpers import DATES, ROOT, SHARED_DATA, lm_config  # noqa: E402,F401  (re-exported)
+from sweep_helpers import DATES, ROOT, SHARED_DATA, deep_merge, lm_config  # noqa: E402,F401  (re-exported)
 from tiny_models import make_tiny_causal_lm, make_tiny_encoder  # noqa: E402
 
 from orchestrator.config.errors import ConfigError  # noqa: E402
@@ -67,16 +66,6 @@ def local_ray():
 MakeRaw = Callable[..., dict[str, Any]]
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `patch` into a copy of `base`; `search_space` is replaced, not merged, so a
-    test states the whole space it means."""
-    merged = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "search_space":
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 @pytest.fixture
@@ -96,7 +85,7 @@ def make_raw(tmp_path: Path) -> MakeRaw:
     }
 
     def make(**patch: Any) -> dict[str, Any]:
-        return _merge(base, patch)
+        return deep_merge(base, patch)
 
     return make
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATES = ROOT / "examples" / "data" / "dates"
@@ -33,3 +35,15 @@ def lm_config(model_dir: Path, **overrides: object) -> dict:
     for key, value in overrides.items():
         config[key] = value
     return config
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `patch` into a copy of `base`; `search_space` is replaced, not merged, so a
+    test states the whole space it means."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "search_space":
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

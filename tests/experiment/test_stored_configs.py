@@ -7,7 +7,6 @@ Fast and CPU-only: experiments are folders made up on disk; no Ray is started.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from sweep_helpers import DATES, lm_config
+from sweep_helpers import DATES, deep_merge, lm_config
 
 from orchestrator.cli.main import main
 from orchestrator.config.errors import ConfigError
@@ -51,21 +50,13 @@ RULES_ADDED_SINCE: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "search_space":
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def _stored(folder: Path, patch: dict[str, Any], model: Path | None = None) -> dict[str, Any]:
     """An experiment folder as `sweep run` left it, whose saved config breaks a newer rule."""
     folder.mkdir(parents=True)
     config = load_config(lm_config(model or folder / "no-model", name=folder.name))
-    raw = _merge(config.model_dump(mode="json"), patch)
+    raw = deep_merge(config.model_dump(mode="json"), patch)
     (folder / SWEEP_CONFIG_FILE).write_text(yaml.safe_dump(raw))
     (folder / "experiment_state-2026-11-21_10-00-00.json").write_text(EMPTY_STATE)
     return raw
@@ -79,7 +70,7 @@ def test_a_stored_config_that_breaks_a_newer_rule_is_read(patch: dict[str, Any],
         validate_dict(raw)
     config = read_sweep_config(open_storage(str(tmp_path / "exp")))  # ... a stored one read
     assert config is not None
-    assert _merge(config.model_dump(mode="json"), patch) == config.model_dump(mode="json")
+    assert deep_merge(config.model_dump(mode="json"), patch) == config.model_dump(mode="json")
 
 
 @pytest.mark.parametrize("command", ["results", "export"])
