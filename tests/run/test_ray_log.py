@@ -24,6 +24,21 @@ BATCH = {"ip": "10.0.0.2", "pid": 4242, "task_name": "train_causal_lm", "is_err"
          "lines": ["\x1b[36mCheckpoint successfully created at: /x/checkpoint_000000\x1b[0m"]}
 
 
+@pytest.fixture(autouse=True)
+def ray_logger_levels() -> Any:
+    """The loggers these tests write to, at their default level: an earlier test in the same
+    process may have silenced one (benchmarks.curves.compare.quiet_tune sets ray.tune.tune to
+    ERROR), and the capture should see what Ray would log."""
+    names = ("ray", "ray.tune.tune", "ray._private.worker")
+    saved = {name: logging.getLogger(name).level for name in names}
+    for name in names[1:]:
+        logging.getLogger(name).setLevel(logging.NOTSET)  # inherit from "ray"
+    logging.getLogger("ray").setLevel(logging.INFO)
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @pytest.fixture
 def ray_printer(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Ray's console printer for worker output, as `ray.init(log_to_driver=True)` installs it;
