@@ -29,6 +29,15 @@ from orchestrator.experiment.layout import SWEEP_CONFIG_FILE
 from orchestrator.run import ray_address
 from orchestrator.run.errors import ClusterConnectionError
 from orchestrator.run.launch import ensure_ray
+from orchestrator.run.ray_log import give_back_console
+
+
+@pytest.fixture(autouse=True)
+def no_capture_left() -> Iterator[None]:
+    """`sweep run`/`resume` below start a Ray log capture with Ray stubbed out, which no
+    `ray.shutdown` ends: give the console back so later tests start without one."""
+    yield
+    give_back_console()
 
 
 def free_port() -> int:

@@ -25,6 +25,14 @@ BATCH = {"ip": "10.0.0.2", "pid": 4242, "task_name": "train_causal_lm", "is_err"
 
 
 @pytest.fixture(autouse=True)
+def fresh_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the process's capture unused (an earlier test's sweep, with Ray
+    stubbed, may have left one on)."""
+    give_back_console()
+    monkeypatch.setattr(ray_log_module, "_CAPTURE", ray_log_module._Capture())
+
+
+@pytest.fixture(autouse=True)
 def ray_logger_levels() -> Any:
     """The loggers these tests write to, at their default level: an earlier test in the same
     process may have silenced one (benchmarks.curves.compare.quiet_tune sets ray.tune.tune to
@@ -43,6 +51,7 @@ def ray_logger_levels() -> Any:
 def ray_printer(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Ray's console printer for worker output, as `ray.init(log_to_driver=True)` installs it;
     the caller's Ray session is 'already connected', so the console is given back at the end."""
+    give_back_console()  # an earlier test's sweep (Ray stubbed) may have left the capture on
     printed: list[Any] = []
     dispatcher.add_handler("ray_print_logs", printed.append)
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
