@@ -84,6 +84,8 @@ def sweep_config(args: argparse.Namespace, data: Path, model: str | None) -> dic
             for split, name in (("train", "train"), ("validation", "val"), ("test", "test"))
         }
     )
+    mapping = data / "mapping.txt"  # the example's path is relative to examples/, not to `data`
+    raw["data"]["label_names_file"] = str(mapping) if mapping.is_file() else None
     raw["data"]["max_train_examples"] = args.max_train
     if model is not None:
         raw["model"]["path"] = model
