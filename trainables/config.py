@@ -410,6 +410,46 @@ class TrainConfig(StrictModel):
         return seed
 
 
+class DistillConfig(StrictModel):
+    """Knowledge distillation: the trials train the student (`model`) on a mix of the gold
+    labels and a teacher's soft labels. The loss is alpha * KL * T^2 + (1 - alpha) * CE; the
+    teacher's outputs are computed once per sweep, before the trials start, and shared."""
+
+    teacher: str = Field(
+        description="The teacher: a hub id, a local model folder (a merged `sweep export` "
+        "folder; an adapter export loads on its base), or an experiment folder or URI of an "
+        "earlier sweep (its best trial, or `teacher_trial`)."
+    )
+    teacher_trial: str | None = Field(
+        None, description="With an experiment as teacher: the trial id whose best checkpoint "
+        "teaches (default: the experiment's best trial)."
+    )
+    teacher_revision: str | None = Field(None, description="Hub revision of a hub teacher.")
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the KL term; 1 - alpha weights the "
+        "cross-entropy on the gold labels. Searchable as distill.alpha."
+    )
+    temperature: float = Field(
+        2.0, gt=0.0, le=100.0, description="Softmax temperature T of both distributions in the "
+        "KL term (which is scaled by T^2). Searchable as distill.temperature."
+    )
+    kl: Literal["forward", "reverse"] = Field(
+        "forward", description="forward: KL(teacher || student), mass-covering (Hinton et al.); "
+        "reverse: KL(student || teacher), mode-seeking (MiniLLM). Searchable as distill.kl."
+    )
+    top_k: int = Field(
+        64, ge=1, le=4096, description="causal_lm: the teacher's top-k tokens kept per "
+        "completion position (the KL runs over them, both distributions renormalized on them). "
+        "Classification keeps every class."
+    )
+    batch_size: int = Field(32, ge=1, description="Examples per teacher forward pass.")
+
+    @field_validator("teacher")
+    @classmethod
+    def _given(cls, teacher: str) -> str:
+        return _not_blank(teacher, "a hub id, a model folder or an experiment folder")
+
+
 class TrialSpec(StrictModel):
     """Everything fixed for a trial; the searcher's picks are merged into `train` and `lora`."""
 
@@ -418,6 +458,7 @@ class TrialSpec(StrictModel):
     data: DataConfig
     train: TrainConfig = TrainConfig()
     lora: LoraConfig = LoraConfig()
+    distill: DistillConfig | None = None
     num_labels: int | None = None
     label_names: list[str] | None = None  # in id order; the model's id2label
     workers: int = Field(1, ge=1, description="Data-parallel processes training this trial.")
@@ -430,7 +471,9 @@ class TrialSpec(StrictModel):
     mode: Literal["min", "max"] = "min"
 
 
-SEARCHABLE_SECTIONS: dict[str, type[StrictModel]] = {"train": TrainConfig, "lora": LoraConfig}
+SEARCHABLE_SECTIONS: dict[str, type[StrictModel]] = {
+    "train": TrainConfig, "lora": LoraConfig, "distill": DistillConfig,
+}
 
 # Metrics each trainable reports at every evaluation, and the direction that is better.
 REPORTED_METRICS: dict[str, dict[str, str]] = {
@@ -478,6 +521,8 @@ def merge_trial_config(spec: TrialSpec, sampled: dict[str, Any]) -> TrialSpec:
                 f"{sorted(SEARCHABLE_SECTIONS)}"
             )
         current = getattr(spec, section)
+        if current is None:  # the sweep config refuses this (search_space.distill.* alone)
+            raise ValueError(f"sampled section {section!r} is not in this trial's config")
         update[section] = SEARCHABLE_SECTIONS[section].model_validate(
             {**current.model_dump(), **values})
     return spec.model_copy(update=update)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from trainables import checkpointing, distributed, fsdp, modeling
+from trainables import checkpointing, distill, distributed, fsdp, modeling
 from trainables.checkpointing import STATE_FILE, Progress
 from trainables.config import TrainConfig, TrialSpec
 from trainables.data import PreparedData
@@ -231,6 +231,9 @@ def fit(
             chunk = [data.train[i] for i in order[start : start + global_batch]]
             examples, weight = distributed.shard(chunk, rank, spec.task)
             batch = {k: v.to(s.device) for k, v in collate(examples, pad_id, spec.task).items()}
+            targets = ({k: v.to(s.device)
+                        for k, v in distill.collate_targets(examples, spec.task).items()}
+                       if spec.distill else {})
             # Gradients are all-reduced only on the micro-batch that completes a step.
             no_sync = rank.distributed and micro_in_step + 1 < accum
             sync = (fsdp.no_sync(s.model, no_sync) if sharded
@@ -238,7 +241,10 @@ def fit(
                     else contextlib.nullcontext())
             with sync:
                 with s.autocast() if s.autocast else contextlib.nullcontext():
-                    loss = forward(**batch)["loss"]
+                    out = forward(**batch)
+                    loss = (distill.distill_loss(out["logits"], batch["labels"], targets,
+                                                 out["loss"], spec.distill, spec.task)
+                            if spec.distill is not None else out["loss"])
                 mean_loss = distributed.global_loss(loss, weight, rank)
                 if not math.isfinite(mean_loss):  # every rank sees it, so all stop together
                     raise DivergedError(

@@ -84,6 +84,16 @@ def _ids(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 0,2,4"
+                                 ) from None
+
+
 @click.command("soup")
 @click.argument("experiment")
 @click.option("--top-k", type=click.IntRange(min=2), default=None,
@@ -118,7 +128,33 @@ def soup_command(experiment: str, top_k: int | None, method: str, density: float
     click.echo(soup.summary())
 
 
+@click.command("student")
+@click.argument("teacher")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Empty folder to write the student to.")
+@click.option("--keep", default=None, callback=_ints, metavar="I[,I...]",
+              help="Layer ids to keep, increasing from 0 (e.g. 0,2,4).")
+@click.option("--layers", type=click.IntRange(min=1), default=None,
+              help="How many layers to keep, spread evenly from the first to the last.")
+@click.option("--trial", "trial_id", default=None,
+              help="With an experiment as TEACHER: this trial instead of the best.")
+@click.option("--overwrite", is_flag=True, help="Replace what --out already holds.")
+def student_command(teacher: str, out: str, keep: list[int] | None, layers: int | None,
+                    trial_id: str | None, overwrite: bool) -> None:
+    """A smaller copy of TEACHER (a model folder, hub id, or an experiment's best trial) with
+    some of its layers kept (default: every other one), to distil into with `distill:`."""
+    from orchestrator.post.student import make_student
+
+    folder, info = _run(lambda: make_student(teacher, out, keep=keep, layers=layers,
+                                             trial_id=trial_id, overwrite=overwrite))
+    click.echo(f"Student: {folder}\n  layers {info['kept_layers']} of {info['teacher_layers']}; "
+               f"{info['student_parameters'] / 1e6:.1f}M parameters (teacher "
+               f"{info['parameters'] / 1e6:.1f}M, "
+               f"{1 - info['student_parameters'] / info['parameters']:.0%} smaller)\n"
+               f"  distil into it: model.path: {folder} and distill.teacher: {teacher}")
+
+
 def register(group: click.Group) -> None:
-    """Add `export`, `evaluate` and `soup` to the `sweep` command group."""
-    for command in (export_command, evaluate_command, soup_command):
+    """Add `export`, `evaluate`, `soup` and `student` to the `sweep` command group."""
+    for command in (export_command, evaluate_command, soup_command, student_command):
         group.add_command(command)

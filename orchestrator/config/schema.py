@@ -20,6 +20,7 @@ from trainables.config import (
     SEARCHABLE_SECTIONS,
     SEED_MAX,
     DataConfig,
+    DistillConfig,
     LoraConfig,
     ModelConfig,
     StrictModel,
@@ -228,8 +229,13 @@ class SweepConfig(StrictModel):
     data: DataConfig
     train: TrainConfig = TrainConfig()
     lora: LoraConfig = LoraConfig()
+    distill: DistillConfig | None = Field(
+        None, description="Distil a teacher into the student (`model`): trials train on "
+        "alpha * KL * T^2 + (1 - alpha) * CE with the teacher's soft labels, computed once."
+    )
     search_space: dict[str, Dimension] = Field(
-        default_factory=dict, description="`section.field` -> dimension; sections: train, lora."
+        default_factory=dict,
+        description="`section.field` -> dimension; sections: train, lora, distill."
     )
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -395,6 +401,10 @@ class SweepConfig(StrictModel):
                     f"{did_you_mean(field, list(model_cls.model_fields))}"
                 )
                 continue
+            if getattr(self, section) is None:
+                problems.append(f"search_space.{key}: searches distillation, but the config has "
+                                "no distill section; add one with distill.teacher")
+                continue
             base = getattr(self, section).model_dump()
             for label, value in _candidate_values(dim):
                 try:
@@ -451,6 +461,8 @@ class SweepConfig(StrictModel):
                     continue
                 section, _, field = key.partition(".")
                 model_cls = SEARCHABLE_SECTIONS[section]
+                if getattr(self, section) is None:
+                    continue  # reported by _check_search_space
                 try:
                     model_cls.model_validate({**getattr(self, section).model_dump(), field: value})
                 except Exception as err:  # pydantic's message names the rule broken

@@ -15,7 +15,12 @@ from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import ConfigSource, load_config
 from orchestrator.config.schema import SweepConfig
 from orchestrator.experiment.errors import ExperimentExistsError
-from orchestrator.experiment.layout import BASELINE_FILE, LEAKAGE_FILE, SWEEP_CONFIG_FILE
+from orchestrator.experiment.layout import (
+    BASELINE_FILE,
+    DISTILL_FILE,
+    LEAKAGE_FILE,
+    SWEEP_CONFIG_FILE,
+)
 from orchestrator.experiment.results import SweepResult, load_results
 from orchestrator.experiment.storage import (
     Storage,
@@ -34,6 +39,7 @@ from orchestrator.run.leakage import (
 from orchestrator.run.preflight import Plan, build_plan, groups_that_fit
 from orchestrator.run.ray_address import connecting_to
 from orchestrator.run.ray_log import RayLog, tune_console_off
+from orchestrator.run.teacher import attach_teacher_targets, describe
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +283,10 @@ def _run(cfg: SweepConfig, address: str | None, live: bool | None,
         print(f"TensorBoard: tensorboard --logdir {out}", flush=True)
     if ray_log.location:
         print(f"Ray's output: {ray_log.location} (--verbose prints it here)", flush=True)
+    teacher = attach_teacher_targets(cfg, plan)
+    if teacher is not None:
+        storage.write_text(json.dumps(teacher, indent=2), cfg.name, DISTILL_FILE)
+        print(describe(teacher), flush=True)
     if cfg.baseline:
         started = time.monotonic()
         baseline = measure_baseline(cfg, plan)

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.config.errors import ConfigError, did_you_mean
 from orchestrator.config.schema import Choice, Grid, SweepConfig
 from orchestrator.run.logging_callbacks import check_logging
+from orchestrator.run.teacher import check_teacher
 from trainables import modeling
 from trainables.config import TrialSpec
 from trainables.data import DataError, PreparedData, prepare_data
@@ -246,12 +247,12 @@ def build_plan(config: SweepConfig, nodes: list[dict[str, Any]] | None = None, *
                             generation=config.train.generation_eval, stored=stored)
     except DataError as err:
         raise ConfigError([str(err)], "sweep") from None
-    problems = check_class_metric(config, data)
+    problems = check_class_metric(config, data) + check_teacher(config, data, tokenizer)
     if problems:
         raise ConfigError(problems, "sweep")
     spec = TrialSpec(
         task=config.task, model=config.model, data=config.data, train=config.train,
-        lora=config.lora, metric=config.metric, mode=config.resolved_mode,  # type: ignore[arg-type]
+        lora=config.lora, distill=config.distill, metric=config.metric, mode=config.resolved_mode,  # type: ignore[arg-type]
         num_labels=data.num_labels, label_names=data.label_names,
         workers=config.resources.workers_per_trial, strategy=config.resources.strategy,
         cpus_per_worker=config.resources.cpus_per_trial,

@@ -88,6 +88,7 @@ def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_
     from orchestrator.run.launch import build_trainable, ensure_ray
     from orchestrator.run.preflight import build_plan
     from orchestrator.run.ray_log import tune_console_off
+    from orchestrator.run.teacher import attach_teacher_targets, describe
     from orchestrator.search.space import to_param_space
 
     moved = repair_experiment_state(storage)
@@ -99,6 +100,9 @@ def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_
     if problems:
         raise ConfigError(problems, "resume")
     plan = build_plan(config, nodes=ray.nodes(), stored=True)  # same data, same split
+    teacher = attach_teacher_targets(config, plan)  # the same teacher, run once again
+    if teacher is not None:
+        print(describe(teacher), flush=True)
     restore_kwargs: dict[str, Any] = {}
     if not storage.is_local:
         restore_kwargs["storage_filesystem"] = storage.fs

@@ -91,3 +91,11 @@ def test_search_efficiency_quick(local_ray: Any, tmp_path: Path) -> None:
         assert 0 <= evo[name]["best_val_f1"] <= 1 and evo[name]["total_steps"] > 0
     assert 0 <= result["best_test_f1"] <= 1
     assert all(run["total_steps"] > 0 for run in result["runs"])
+
+
+def test_distill_cost_quick(tmp_path: Path) -> None:
+    result = run_quick("distill_cost", tmp_path / "distill_cost.json")
+    assert set(result["wall_s"]) == {"shared", "per_trial", "per_step"}
+    assert all(finite(v) for v in result["wall_s"].values())
+    settings = result["settings"]
+    assert settings["student_parameters"] < settings["teacher_parameters"]

@@ -84,7 +84,7 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
       "less than 1"]),
     ("search-space-unknown-section",
      {"search_space": _space(optim__learning_rate={"type": "uniform", "low": 0.1, "high": 0.2})},
-     ["search_space.optim.learning_rate", "['lora', 'train']", "e.g. `train.learning_rate`"]),
+     ["search_space.optim.learning_rate", "['distill', 'lora', 'train']", "e.g. `train.learning_rate`"]),
     ("search-space-key-without-section",
      {"search_space": {"learning_rate": {"type": "uniform", "low": 0.1, "high": 0.2}}},
      ["search_space.learning_rate", "`section.field`"]),

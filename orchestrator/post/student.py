@@ -1,0 +1,71 @@
+"""`sweep student`: a smaller copy of a teacher, some of its layers kept, to distil into.
+
+    sweep student ~/sweep_results/teacher-sweep --out student-3l            # every other layer
+    sweep student best-model/ --layers 3 --out student-3l                  # 3, spread evenly
+    sweep student best-model/ --keep 0,2,4 --out student-3l                # these ones
+
+The copy keeps the teacher's embeddings, head and the chosen transformer blocks with their
+weights (DistilBERT's initialization), renumbered; it is a plain `transformers` folder with
+the tokenizer, ready for `model.path` of a sweep with `distill.teacher` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from orchestrator.post.errors import UnsupportedRequestError
+from orchestrator.post.export import prepare_out_dir
+from orchestrator.run.teacher import is_experiment, load_teacher, teacher_source
+from trainables.config import DistillConfig, Task
+from trainables.distill import keep_layers, layer_stack, spread_layers
+
+STUDENT_INFO_FILE = "sweep_student.json"
+
+
+def teacher_task(source: str) -> Task:
+    """An experiment's task, or what a model folder's architectures say."""
+    if is_experiment(source):
+        from orchestrator.experiment.results import load_results
+        from orchestrator.experiment.trials import require_config
+
+        return require_config(load_results(source)).task
+    from transformers import AutoConfig
+
+    from trainables import modeling
+
+    architectures = AutoConfig.from_pretrained(modeling.resolve_model_path(source)).architectures
+    if any(a.endswith("ForSequenceClassification") for a in architectures or []):
+        return "sequence_classification"
+    return "causal_lm"
+
+
+def make_student(teacher: str, out: str | Path, *, keep: list[int] | None = None,
+                 layers: int | None = None, trial_id: str | None = None,
+                 overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Save the teacher with only some blocks kept (`keep`, or `layers` spread evenly, or every
+    other one) to `out`; returns the folder and what was kept."""
+    if keep is not None and layers is not None:
+        raise UnsupportedRequestError("give --keep or --layers, not both")
+    cfg = DistillConfig(teacher=teacher, teacher_trial=trial_id)
+    source = teacher_source(cfg, os.getcwd())
+    task = teacher_task(source)
+    model, tokenizer, info = load_teacher(cfg, task, os.getcwd())
+    total = len(layer_stack(model)[2])
+    try:
+        chosen = keep if keep is not None else spread_layers(total, layers)
+        keep_layers(model, chosen)
+    except ValueError as err:
+        raise UnsupportedRequestError(f"--keep/--layers: {err} (the teacher has {total})"
+                                      ) from None
+    folder = prepare_out_dir(out, overwrite)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    student = {
+        **info, "task": task, "teacher_layers": total, "kept_layers": chosen,
+        "student_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    (folder / STUDENT_INFO_FILE).write_text(json.dumps(student, indent=2, default=str))
+    return folder, student
