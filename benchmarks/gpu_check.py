@@ -18,8 +18,9 @@ timeout keeps what it did; a part not started by `--budget-s` is recorded as ski
   (d) oom: a sweep whose first trial's batch cannot fit: it must end `infeasible` (not ERROR, no
       retry), and the next trial on the same GPU must run to its last step;
   (e) ray_train: a `ray.train.torch.TorchTrainer` of one worker with the NCCL backend, running
-      the project's loop for a few steps (the project's data-parallel trials use their own
-      actors, not Ray Train, so this checks Ray Train + NCCL on the device on its own).
+      the project's loop for a few steps. Data-parallel trials (`workers_per_trial` > 1) run
+      on a TorchTrainer too (`trainables/data_parallel.py`), but NCCL takes one rank per GPU,
+      so on one GPU this checks Ray Train's NCCL group around the loop with one worker.
 
 SmolLM2-135M: its pretrained weights (a 98 MB GGUF) do not fit in one device call next to Ray
 (64 MiB carried in all), so on the device the model is SmolLM2-135M's own config and tokenizer
@@ -486,8 +487,9 @@ def part_ray_train(ctx: Context) -> dict[str, Any]:
     result = json.loads(out.read_text())
     return {**result, "simulated": "gloo on CPU instead of NCCL (dry run)" if ctx.dry_run
             else None,
-            "note": "a plain TorchTrainer: the project's data-parallel trials do not run on "
-                    "Ray Train (yet); world size 1 runs the loop's single-process path"}
+            "note": "one TorchTrainer worker: data-parallel trials (trainables/data_parallel) "
+                    "run on Ray Train with W workers, but NCCL needs one GPU per rank, so one "
+                    "GPU allows a world of 1 (the loop's single-process path)"}
 
 
 PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {

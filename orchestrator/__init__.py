@@ -4,7 +4,8 @@
     search/      search space, search algorithms, schedulers, scheduler state across resumes
     run/         launch: preflight (the plan), storage checks, the Tuner, progress, resume
     experiment/  what a sweep leaves on storage: storage access, results, checkpoints
-    post/        after the sweep: export, predict, test evaluation, merging, soups, report
+    post/        after the sweep: export, predict, test evaluation, merging, soups, students,
+                 report
     cli/         the `sweep` command
 
 The public names below are imported on first use, so `import orchestrator` stays cheap.
@@ -29,6 +30,7 @@ _PUBLIC = {
     "evaluate_test_split": "orchestrator.post.final_eval",
     "make_soup": "orchestrator.post.soup",
     "load_predictor": "orchestrator.post.predict",
+    "make_student": "orchestrator.post.student",
 }
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "load_predictor",
     "load_results",
     "make_soup",
+    "make_student",
     "resume",
 ]
 
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from orchestrator.post.final_eval import evaluate_test_split
     from orchestrator.post.predict import load_predictor
     from orchestrator.post.soup import make_soup
+    from orchestrator.post.student import make_student
     from orchestrator.run.launch import launch
     from orchestrator.run.resume import resume
 

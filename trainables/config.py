@@ -474,6 +474,11 @@ class TrialSpec(StrictModel):
 SEARCHABLE_SECTIONS: dict[str, type[StrictModel]] = {
     "train": TrainConfig, "lora": LoraConfig, "distill": DistillConfig,
 }
+# The fields a section lets a search change, where that is not all of them: the teacher runs
+# once per sweep, before the trials, so its source, top_k and batch size are the config's own.
+SEARCHABLE_FIELDS: dict[str, frozenset[str]] = {
+    "distill": frozenset({"alpha", "temperature", "kl"}),
+}
 
 # Metrics each trainable reports at every evaluation, and the direction that is better.
 REPORTED_METRICS: dict[str, dict[str, str]] = {
@@ -520,6 +525,9 @@ def merge_trial_config(spec: TrialSpec, sampled: dict[str, Any]) -> TrialSpec:
                 f"sampled section {section!r} is not searchable; use one of "
                 f"{sorted(SEARCHABLE_SECTIONS)}"
             )
+        fixed = set(values) - SEARCHABLE_FIELDS.get(section, set(values))
+        if fixed:
+            raise ValueError(f"sampled {section} fields {sorted(fixed)} are fixed for the sweep")
         current = getattr(spec, section)
         if current is None:  # the sweep config refuses this (search_space.distill.* alone)
             raise ValueError(f"sampled section {section!r} is not in this trial's config")

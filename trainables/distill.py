@@ -85,13 +85,17 @@ def _padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, t
 def teacher_targets(model: torch.nn.Module, examples: Sequence[dict[str, Any]], *, task: Task,
                     pad_id: int, top_k: int, batch_size: int, device: torch.device,
                     input_ids: Sequence[Sequence[int]] | None = None,
-                    autocast: Any = None) -> list[dict[str, torch.Tensor]]:
+                    autocast: Any = None, vocab_size: int | None = None
+                    ) -> list[dict[str, torch.Tensor]]:
     """The teacher's targets for each example, in order (see the module docstring).
 
     `input_ids`: the teacher's own tokenization of each example, when its tokenizer differs
     from the student's (classification only; a causal LM's targets are per token, so teacher
-    and student must share the vocabulary). Logits are kept in bfloat16 (a quarter of float32's
-    memory on the object store, within 1% of the softmax)."""
+    and student must share the vocabulary). `vocab_size`: the student's; a teacher whose
+    embedding is padded past it (Qwen2.5's sizes share a tokenizer but not a padding) never
+    proposes those ids. Logits are kept in bfloat16 (half of float32's memory on the object
+    store) after subtracting each row's maximum, which leaves the softmax unchanged and keeps
+    bfloat16's 3 significant digits where they matter (raw logits near 25 would lose them)."""
     model.eval().to(device)
     rows = input_ids if input_ids is not None else [e["input_ids"] for e in examples]
     out: list[dict[str, torch.Tensor]] = []
@@ -99,13 +103,18 @@ def teacher_targets(model: torch.nn.Module, examples: Sequence[dict[str, Any]], 
         ids, mask = _padded(rows[start : start + batch_size], pad_id)
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logits = logits.float()
         if task != "causal_lm":
-            out += [{"teacher_logits": row.to("cpu", torch.bfloat16)} for row in logits.float()]
+            logits = logits - logits.max(-1, keepdim=True).values
+            out += [{"teacher_logits": row.to("cpu", torch.bfloat16)} for row in logits]
             continue
+        if vocab_size is not None:
+            logits = logits[..., :vocab_size]
         for i, example in enumerate(examples[start : start + batch_size]):
             labels = torch.tensor(example["labels"])
             positions = torch.nonzero(labels[1:] != IGNORE_INDEX).flatten()
-            values, ids_k = logits[i, positions].float().topk(min(top_k, logits.shape[-1]), -1)
+            values, ids_k = logits[i, positions].topk(min(top_k, logits.shape[-1]), -1)
+            values = values - values[:, :1]  # sorted: the first is each row's maximum
             out.append({"teacher_logits": values.to("cpu", torch.bfloat16),
                         "teacher_ids": ids_k.to("cpu", torch.int32)})
     return out

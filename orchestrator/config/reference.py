@@ -30,6 +30,7 @@ from orchestrator.config.schema import (
 from orchestrator.config.sections import LoggingConfig, MLflowConfig, QualityConfig
 from trainables.config import (
     DataConfig,
+    DistillConfig,
     GenerationEvalConfig,
     LoraConfig,
     ModelConfig,
@@ -42,12 +43,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", SweepConfig), ("model", ModelConfig), ("data", DataConfig),
     ("data split as {text, labels}", TextLabelFiles), ("train", TrainConfig),
     ("train.generation_eval", GenerationEvalConfig), ("lora", LoraConfig),
+    ("distill", DistillConfig),
     ("search", SearchConfig), ("scheduler", SchedulerConfig),
     ("resources", ResourcesConfig), ("logging", LoggingConfig), ("logging.mlflow", MLflowConfig),
     ("quality", QualityConfig),
 ]
-NESTED = {"model", "data", "train", "lora", "search", "scheduler", "resources", "logging",
-          "quality"}
+NESTED = {"model", "data", "train", "lora", "distill", "search", "scheduler", "resources",
+          "logging", "quality"}
 
 
 def _type_name(annotation: Any) -> str:
@@ -98,7 +100,8 @@ def render() -> str:
                        f"{_default(field)} | {_constraints(field)} | {doc} |")
         out.append("")
     out += ["#### `search_space` dimensions", "",
-            "Keys are `train.FIELD` or `lora.FIELD`; any field of those sections can be searched.",
+            "Keys are `train.FIELD`, `lora.FIELD` or `distill.FIELD`; any field of `train` "
+            "and `lora` can be searched, and `distill`'s alpha, temperature and kl.",
             "", "| type | keys |", "|---|---|"]
     for dim in (LogUniform, Uniform, QUniform, RandInt, Choice, Grid):
         keys = ", ".join(f"`{k}`" for k in dim.model_fields if k != "type")

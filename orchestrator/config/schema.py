@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from orchestrator.config.errors import did_you_mean
 from orchestrator.config.sections import LoggingConfig, QualityConfig
 from trainables.config import (
+    SEARCHABLE_FIELDS,
     SEARCHABLE_SECTIONS,
     SEED_MAX,
     DataConfig,
@@ -400,6 +401,13 @@ class SweepConfig(StrictModel):
                     f"search_space.{key}: {section} has no field {field!r}"
                     f"{did_you_mean(field, list(model_cls.model_fields))}"
                 )
+                continue
+            allowed = SEARCHABLE_FIELDS.get(section)
+            if allowed is not None and field not in allowed:
+                problems.append(
+                    f"search_space.{key}: {section}.{field} is fixed for the whole sweep (the "
+                    f"teacher runs once, before the trials); search {sorted(allowed)} instead, "
+                    f"or set {key} in the config")
                 continue
             if getattr(self, section) is None:
                 problems.append(f"search_space.{key}: searches distillation, but the config has "

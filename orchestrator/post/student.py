@@ -36,10 +36,22 @@ def teacher_task(source: str) -> Task:
 
     from trainables import modeling
 
-    architectures = AutoConfig.from_pretrained(modeling.resolve_model_path(source)).architectures
-    if any(a.endswith("ForSequenceClassification") for a in architectures or []):
+    try:
+        folder = modeling.resolve_model_path(source)
+        architectures = AutoConfig.from_pretrained(folder).architectures or []
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UnsupportedRequestError(
+            f"TEACHER {source!r} is neither an experiment folder nor a model that loads "
+            f"({first}); give `sweep run`'s experiment folder, an export folder or a hub id"
+        ) from None
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "sequence_classification"
-    return "causal_lm"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "causal_lm"
+    raise UnsupportedRequestError(
+        f"TEACHER {source!r} is a {', '.join(architectures) or 'model'} without a task head; "
+        "give a fine-tuned classifier or causal LM (an experiment or a merged export)")
 
 
 def make_student(teacher: str, out: str | Path, *, keep: list[int] | None = None,

@@ -272,6 +272,9 @@ def _run(cfg: SweepConfig, address: str | None, live: bool | None,
     storage = prepare_storage(cfg, ray.nodes())
     plan = build_plan(cfg, nodes=ray.nodes())
     leakage = check_leakage_before_sweep(cfg, plan)  # raises LeakageError when refused
+    # A distillation teacher runs before the experiment's files exist: if it fails, the same
+    # command can simply run again.
+    teacher = attach_teacher_targets(cfg, plan)
     out = storage.uri_of(cfg.name)
     storage.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
                        cfg.name, SWEEP_CONFIG_FILE)
@@ -283,7 +286,6 @@ def _run(cfg: SweepConfig, address: str | None, live: bool | None,
         print(f"TensorBoard: tensorboard --logdir {out}", flush=True)
     if ray_log.location:
         print(f"Ray's output: {ray_log.location} (--verbose prints it here)", flush=True)
-    teacher = attach_teacher_targets(cfg, plan)
     if teacher is not None:
         storage.write_text(json.dumps(teacher, indent=2), cfg.name, DISTILL_FILE)
         print(describe(teacher), flush=True)

@@ -8,6 +8,7 @@ stops with an error instead of silently starting the experiment over (which Tune
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,12 @@ def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_
     from orchestrator.run.launch import build_trainable, ensure_ray
     from orchestrator.run.preflight import build_plan
     from orchestrator.run.ray_log import tune_console_off
-    from orchestrator.run.teacher import attach_teacher_targets, describe
+    from orchestrator.run.teacher import (
+        DISTILL_FILE,
+        attach_teacher_targets,
+        describe,
+        pinned_teacher,
+    )
     from orchestrator.search.space import to_param_space
 
     moved = repair_experiment_state(storage)
@@ -99,6 +105,8 @@ def _resume(storage: Storage, config: SweepConfig, address: str | None, restart_
     problems = check_writable_from_every_node(storage.uri, ray.nodes())
     if problems:
         raise ConfigError(problems, "resume")
+    if config.distill is not None and storage.exists(DISTILL_FILE):
+        config = pinned_teacher(config, json.loads(storage.read_text(DISTILL_FILE)))
     plan = build_plan(config, nodes=ray.nodes(), stored=True)  # same data, same split
     teacher = attach_teacher_targets(config, plan)  # the same teacher, run once again
     if teacher is not None:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from orchestrator.config.schema import SweepConfig
     from trainables.data import PreparedData
 
-__all__ = ["DISTILL_FILE", "attach_teacher_targets", "check_teacher", "describe", "load_teacher"]
+__all__ = ["DISTILL_FILE", "attach_teacher_targets", "check_teacher", "describe", "load_teacher",
+           "pinned_teacher"]
 
 
 class Prepared(Protocol):
@@ -76,6 +77,28 @@ def _classifier_labels(model_config: Any) -> int | None:
     return int(model_config.num_labels)
 
 
+def _label_problems(where: str, count: int, names: list[str] | None,
+                    data: PreparedData) -> list[str]:
+    """A classifier teacher must predict the data's classes, in the data's id order."""
+    if count != data.num_labels:
+        return [f"{where} predicts {count} classes but the data has {data.num_labels}; give a "
+                "teacher trained on the same labels"]
+    default = names is None or all(n == f"LABEL_{i}" for i, n in enumerate(names))
+    if not default and data.label_names is not None and names != data.label_names:
+        return [f"{where} names its classes {names} (in id order) but the data's are "
+                f"{data.label_names}; its soft labels would teach the wrong classes: give a "
+                "teacher trained with the same data.label_names"]
+    return []
+
+
+def _config_names(model_config: Any) -> list[str] | None:
+    id2label = getattr(model_config, "id2label", None) or {}
+    try:
+        return [str(id2label[i]) for i in range(int(model_config.num_labels))]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def check_teacher(config: SweepConfig, data: PreparedData, tokenizer: Any) -> list[str]:
     """Problems with `distill` for this student and data, naming the field and the fix."""
     cfg = config.distill
@@ -91,6 +114,10 @@ def check_teacher(config: SweepConfig, data: PreparedData, tokenizer: Any) -> li
     from transformers import AutoConfig
 
     if _is_adapter_folder(source):
+        if config.task == "sequence_classification":
+            return [f"{where} is a LoRA adapter export; a classifier's adapter needs its head "
+                    "and class count to load: export the teacher merged (`sweep export --merge`)"
+                    " or give its experiment folder"]
         adapter = json.loads((Path(modeling.resolve_model_path(source))
                               / "adapter_config.json").read_text())
         base = adapter.get("base_model_name_or_path")
@@ -106,17 +133,17 @@ def check_teacher(config: SweepConfig, data: PreparedData, tokenizer: Any) -> li
         except Exception as err:
             return [f"{where} does not load ({_first_line(err)}); give a hub id, a model folder "
                     "(e.g. a `sweep export` folder) or an earlier sweep's experiment folder"]
+    architectures = getattr(model_config, "architectures", None) or []
     if config.task == "sequence_classification":
         labels = _classifier_labels(model_config)
         if labels is None:
-            return [f"{where} is not a sequence classifier (architectures "
-                    f"{getattr(model_config, 'architectures', None)}), so it has no class "
-                    "predictions to teach; give a fine-tuned classifier, e.g. a "
+            return [f"{where} is not a sequence classifier (architectures {architectures}), so "
+                    "it has no class predictions to teach; give a fine-tuned classifier, e.g. a "
                     "`sweep export --merge` folder or the experiment that trained it"]
-        if labels != data.num_labels:
-            return [f"{where} predicts {labels} classes but the data has {data.num_labels}; "
-                    "give a teacher trained on the same labels"]
-        return []
+        return _label_problems(where, labels, _config_names(model_config), data)
+    if not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return [f"{where} is not a causal LM (architectures {architectures}); its next-token "
+                "predictions would come from an untrained head: give a causal LM"]
     teacher_tokenizer = modeling.load_tokenizer(
         ModelConfig(path=source, revision=cfg.teacher_revision),
         folder=modeling.resolve_model_path(source))
@@ -130,19 +157,26 @@ def check_teacher(config: SweepConfig, data: PreparedData, tokenizer: Any) -> li
 def _check_experiment_teacher(config: SweepConfig, cfg: DistillConfig, source: str,
                               data: PreparedData, where: str) -> list[str]:
     from orchestrator.experiment.results import load_results
+    from orchestrator.experiment.storage import open_storage
     from orchestrator.experiment.trials import find_trial, require_config
+    from trainables.checkpointing import SPEC_FILE
+    from trainables.config import STORED, TrialSpec
 
     try:
         result = load_results(source)
         teacher_config = require_config(result)
         chosen = find_trial(result, cfg.teacher_trial)
+        spec = TrialSpec.model_validate_json(open_storage(chosen.uri).read_text(SPEC_FILE),
+                                             context={STORED: True})
     except Exception as err:  # the experiment layer's errors name what is missing
         return [f"{where}: {_first_line(err)}"]
     if teacher_config.task != config.task:
         return [f"{where} trained a {teacher_config.task} model; this sweep's task is "
                 f"{config.task}; give a teacher of the same task"]
-    del chosen  # found: its class count is checked when it loads (`attach_teacher_targets`)
-    if config.task == "causal_lm" and teacher_config.model.path != config.model.path:
+    if config.task == "sequence_classification":
+        return _label_problems(f"{where} (trial {chosen.trial_id})", int(spec.num_labels or 0),
+                               spec.label_names, data)
+    if teacher_config.model.path != config.model.path:
         student = modeling.load_tokenizer(config.model)
         teacher = modeling.load_tokenizer(teacher_config.model)
         if _vocab_digest(teacher) != _vocab_digest(student):
@@ -208,11 +242,16 @@ def run_teacher(cfg: DistillConfig, task: Task, base_dir: str | None, student: M
                                   max_length=max_length)["input_ids"]
         if input_ids is not None:
             pad_id = int(tokenizer.pad_token_id)
+    vocab_size = None
+    if task == "causal_lm":
+        from transformers import AutoConfig
+
+        vocab_size = int(AutoConfig.from_pretrained(modeling.materialize(student)).vocab_size)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16))
                 if device.type == "cuda" else None)
     targets = teacher_targets(model, data.train, task=task, pad_id=pad_id, top_k=cfg.top_k,
                               batch_size=cfg.batch_size, device=device, input_ids=input_ids,
-                              autocast=autocast)
+                              autocast=autocast, vocab_size=vocab_size)
     info |= {
         "device": str(device),
         "examples": len(targets),
@@ -257,6 +296,15 @@ def attach_teacher_targets(config: SweepConfig, plan: Prepared) -> dict[str, Any
         "teacher_forward_s_saved": round(per_trial * trials - info["pass_s"], 1),
     }
     return info
+
+
+def pinned_teacher(config: SweepConfig, recorded: dict[str, Any]) -> SweepConfig:
+    """The config with the teacher trial the sweep started with (`distill.json`), so a resumed
+    sweep keeps its teacher even if the teacher's experiment has a new best trial since."""
+    if config.distill is None or not recorded.get("trial_id"):
+        return config
+    distill = config.distill.model_copy(update={"teacher_trial": recorded["trial_id"]})
+    return config.model_copy(update={"distill": distill})
 
 
 def describe(info: dict[str, Any]) -> str:
