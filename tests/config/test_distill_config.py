@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tiny_models import make_tiny_causal_lm, make_tiny_encoder
 
-from orchestrator.run.teacher import check_teacher
+from orchestrator.run.teacher import check_teacher, pinned_teacher
 from trainables import modeling
 from trainables.config import ModelConfig
 from trainables.data import PreparedData
@@ -97,3 +97,11 @@ def test_a_causal_lm_teacher_needs_the_students_vocabulary(make_config, tmp_path
     other.add_tokens(["<extra>"])
     (problem,) = check_teacher(config, data, other)
     assert "has another vocabulary than the student" in problem
+
+
+def test_resume_keeps_the_teacher_trial_the_sweep_started_with(make_config) -> None:
+    config = make_config(distill={"teacher": "experiments/teacher"})
+    pinned = pinned_teacher(config, {"trial_id": "abc_00003", "experiment": "..."})
+    assert pinned.distill is not None and pinned.distill.teacher_trial == "abc_00003"
+    assert config.distill is not None and config.distill.teacher_trial is None  # a copy
+    assert pinned_teacher(config, {"teacher": "hub/model"}) is config  # a model teacher

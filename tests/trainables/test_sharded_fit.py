@@ -1,8 +1,9 @@
 """The torch side of data-parallel trials, without Ray: `loop.fit` on 2 gloo ranks (spawned
 processes, as Ray Train's workers would run it) trains like one process with twice the batch, to
 1e-5, with DDP and with FSDP (full fine-tuning, weights/gradients/AdamW state sharded); FSDP's
-checkpoint holds the full weights in the single-process format (export reads it), and a run
-resumed from it on 2 ranks matches the uninterrupted one.
+checkpoint holds the full weights in the single-process format (export reads it), a run
+resumed from it on 2 ranks matches the uninterrupted one, and a distilling run (per-token
+teacher targets on the examples) matches too.
 
 The model ties its LM head to the embedding (as SmolLM2 does), which a saved state dict holds
 once. 45 training examples make an uneven global batch at the end of the epoch; 6 steps of 8
@@ -11,6 +12,7 @@ cross into the second epoch. No dropout: ranks draw different masks than one pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -25,8 +27,9 @@ from orchestrator.experiment.checkpoints import checkpoint_spec
 from orchestrator.run.preflight import build_plan
 from trainables import checkpointing, modeling
 from trainables.checkpointing import MODEL_DIR, STATE_FILE
-from trainables.config import TrialSpec
+from trainables.config import DistillConfig, TrialSpec
 from trainables.data import PreparedData
+from trainables.distill import teacher_targets
 from trainables.distributed import Rank
 from trainables.loop import fit
 
@@ -69,10 +72,31 @@ def _keep(out: Path):
     return report
 
 
-def _ranks(rank: Rank, spec: TrialSpec, data: PreparedData, pad_id: int, out: Path) -> None:
-    """On each rank: DDP, FSDP, and FSDP resumed from its first checkpoint."""
+DISTILL = DistillConfig(teacher="another tiny Llama", alpha=0.5, temperature=2.0, kl="reverse",
+                        top_k=8)
+
+
+def _distilled(spec: TrialSpec, data: PreparedData, pad_id: int, folder: Path
+               ) -> tuple[TrialSpec, PreparedData]:
+    """The spec with `distill` and the data with a teacher's targets (another tiny Llama)."""
+    from tiny_models import make_tiny_causal_lm
+    from transformers import AutoModelForCausalLM
+
+    teacher = AutoModelForCausalLM.from_pretrained(make_tiny_causal_lm(folder, seed=1))
+    targets = teacher_targets(teacher, data.train, task="causal_lm", pad_id=pad_id, top_k=8,
+                              batch_size=16, device=torch.device("cpu"))
+    train = [{**e, **t} for e, t in zip(data.train, targets, strict=True)]
+    return spec.model_copy(update={"distill": DISTILL}), dataclasses.replace(data, train=train)
+
+
+def _ranks(rank: Rank, spec: TrialSpec, data: PreparedData, pad_id: int, out: Path,
+           distilled: tuple[TrialSpec, PreparedData]) -> None:
+    """On each rank: DDP, FSDP, FSDP resumed from its first checkpoint, and DDP distilling."""
     ddp = spec.model_copy(update={"workers": rank.world_size})
     fit(ddp, data, pad_id, _keep(out / "ddp"), rank=rank)
+    distill_spec, distill_data = distilled
+    fit(distill_spec.model_copy(update={"workers": rank.world_size}), distill_data, pad_id,
+        _keep(out / "ddp-distill"), rank=rank)
     sharded = ddp.model_copy(update={"strategy": "fsdp"})
     fit(sharded, data, pad_id, _keep(out / "fsdp"), rank=rank)
     first = out / "fsdp" / f"step-{EVAL_EVERY}"
@@ -87,7 +111,10 @@ def runs(plan, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train": plan.spec.train.model_copy(update={"batch_size": 8})})
     torch.set_num_threads(1)
     fit(one, plan.data, plan.pad_id, _keep(out / "one"))
-    run_ranks(2, _ranks, plan.spec, plan.data, plan.pad_id, out)
+    distilled = _distilled(plan.spec, plan.data, plan.pad_id, out / "teacher")
+    one_distill = distilled[0].model_copy(update={"train": one.train})
+    fit(one_distill, distilled[1], plan.pad_id, _keep(out / "one-distill"))
+    run_ranks(2, _ranks, plan.spec, plan.data, plan.pad_id, out, distilled)
     return out
 
 
@@ -120,6 +147,19 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(runs: Path,
     final = _weights(runs / strategy / f"step-{STEPS}")
     moved = max(float((final[k] - start[k]).abs().max()) for k in final)
     assert moved > 1e-3  # training changed the weights, so matching them means something
+
+
+def test_distilling_on_two_ranks_trains_like_one_process(runs: Path) -> None:
+    """The teacher's per-token targets travel with their examples through each rank's share
+    of the global batch: 2 DDP ranks distil like one process with twice the batch."""
+    for step in (EVAL_EVERY, STEPS):
+        reference = _metrics(runs / "one-distill" / f"step-{step}")
+        got = _metrics(runs / "ddp-distill" / f"step-{step}")
+        for name in ("eval_loss", "train_loss", "tokens_seen"):
+            assert got[name] == pytest.approx(reference[name], abs=1e-5), (step, name)
+    plain = _metrics(runs / "one" / f"step-{STEPS}")["train_loss"]
+    distilled = _metrics(runs / "one-distill" / f"step-{STEPS}")["train_loss"]
+    assert abs(distilled - plain) > 1e-3  # the KL term is in the loss that matched
 
 
 def test_fsdp_checkpoint_is_the_single_process_format(runs: Path) -> None:
