@@ -83,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=float, default=3.0, help="epochs per trial")
     parser.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at a time")
+    parser.add_argument("--student-init", choices=["teacher", "pretrained"], default="teacher",
+                        help="copy the layers of the fine-tuned teacher (default), or of the "
+                        "pretrained model the teacher started from")
+    parser.add_argument("--teacher-experiment", default=None,
+                        help="reuse this teacher sweep (its best trial) instead of running one")
     parser.add_argument("--storage", type=Path, default=None,
                         help="keep the experiments here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
@@ -101,16 +106,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data = _data(args.quick, work)
         base = str(common.tiny_models().make_tiny_encoder(work / "encoder")) if args.quick \
             else MINILM
-        teacher = launch(_sweep("teacher", base, data, storage, args,
-                                {"train.learning_rate": teacher_lrs}))
-        student_dir, student = make_student(teacher.experiment_path, storage / "student",
-                                            overwrite=True)
+        from orchestrator import load_results
+
+        teacher = (load_results(args.teacher_experiment) if args.teacher_experiment else
+                   launch(_sweep("teacher", base, data, storage, args,
+                                 {"train.learning_rate": teacher_lrs})))
+        suffix = "" if args.student_init == "teacher" else "-pretrained"
+        student_dir, student = make_student(teacher.experiment_path,
+                                            storage / f"student{suffix}", overwrite=True)
+        if args.student_init == "pretrained":  # the same layers of the teacher's start
+            pretrained, _ = make_student(base, work / "pretrained-copy",
+                                         keep=student["kept_layers"])
+            student_dir = pretrained
         distilled = launch(_sweep(
-            "distilled", str(student_dir), data, storage, args,
+            f"distilled{suffix}", str(student_dir), data, storage, args,
             {"train.learning_rate": student_lrs, "distill.alpha": [0.5, 0.9]},
             distill={"teacher": teacher.experiment_path, "temperature": 2.0, "kl": "forward"}))
         alone = launch(_sweep(
-            "undistilled", str(student_dir), data, storage, args,
+            f"undistilled{suffix}", str(student_dir), data, storage, args,
             {"train.learning_rate": [student_lrs[0] / 2, *student_lrs, student_lrs[-1] * 2]}))
         cost = json.loads((Path(distilled.experiment_path) / "distill.json").read_text())
         scores = {name: _tested(r.experiment_path)
@@ -138,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "settings": {"teacher_model": "tiny BERT" if args.quick else "MiniLM-L6 (all-MiniLM-L6-v2)",
                      "epochs": args.epochs, "teacher_learning_rates": teacher_lrs,
                      "student_learning_rates": student_lrs, "kept_layers": student["kept_layers"],
+                     "student_init": args.student_init,
                      "temperature": 2.0, "kl": "forward", "alphas": [0.5, 0.9]},
         "rows": rows, "scores": scores,
         "parameters": {"teacher": t_params, "student": s_params},
@@ -148,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "claim_met": {"smaller": smaller >= CLAIM["smaller"], "kept": kept > CLAIM["kept"]},
         "teacher_pass": cost,
     }
-    common.write_result(args.out or common.default_out(NAME, args.quick), name=NAME,
+    default = common.default_out(NAME + ("" if args.student_init == "teacher" else "_pretrained"),
+                                 args.quick)
+    common.write_result(args.out or default, name=NAME,
                         command=command, quick=args.quick, load=load, payload=payload)
     return payload
 

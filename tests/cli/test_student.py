@@ -63,6 +63,16 @@ def test_a_teacher_that_is_not_one(tmp_path: Path) -> None:
     missing = _sweep("student", str(tmp_path / "nope"), "--out", str(tmp_path / "s"))
     assert missing.exit_code == 2 and missing.output.startswith("error: ")
     assert "neither an experiment folder nor a model that loads" in missing.output
-    bare = _sweep("student", str(make_tiny_encoder(tmp_path / "enc")), "--out",
+
+
+
+def test_a_pretrained_model_without_a_head_is_copied_too(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    bare = _sweep("student", str(make_tiny_encoder(tmp_path / "enc")), "--keep", "1", "--out",
                   str(tmp_path / "s"))
-    assert bare.exit_code == 2 and "BertModel without a task head" in bare.output
+    assert bare.exit_code == 0, bare.output
+    copy = AutoModel.from_pretrained(tmp_path / "s")
+    assert type(copy).__name__ == "BertModel" and copy.config.num_hidden_layers == 1
+    info = json.loads((tmp_path / "s" / "sweep_student.json").read_text())
+    assert info["task"] == "base model" and info["kept_layers"] == [1]
