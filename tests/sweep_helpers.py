@@ -47,3 +47,18 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+# One seeded random trial, no scheduler cut and no baseline: the smallest real sweep.
+ONE_TRIAL = {"search": {"algorithm": "random", "seed": 0}, "scheduler": {"type": "fifo"},
+             "num_samples": 1, "baseline": False}
+
+
+def invoke(register: Any, *args: str) -> Any:
+    """Run `sweep ARGS` on a group holding only the commands `register` adds."""
+    import click
+    from click.testing import CliRunner
+
+    group = click.Group("sweep")
+    register(group)
+    return CliRunner().invoke(group, list(args))

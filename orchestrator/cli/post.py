@@ -68,30 +68,27 @@ def evaluate_command(experiment: str, top_k: int, test_data: str | None,
         click.echo(f"Written: {open_storage(report.experiment_path).uri_of(TEST_RESULTS_FILE)}")
 
 
-def _floats(ctx: click.Context, param: click.Parameter, value: str | None
-            ) -> list[float] | None:
-    """`0.25,0.5,0.75` -> [0.25, 0.5, 0.75]."""
-    if value is None:
-        return None
-    try:
-        return [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or a comma-separated list of "
-                                 "numbers; e.g. 0.5 or 0.25,0.5,0.75") from None
+def _numbers(cast: type, kind: str, example: str) -> Any:
+    """A click callback: `"0.25,0.5"` -> `[cast(v), ...]`, or a BadParameter naming the value."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> list | None:
+        if value is None:
+            return None
+        try:
+            return [cast(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not {kind} or a comma-separated list of "
+                                     f"them; e.g. {example}") from None
+
+    return callback
+
+
+_floats = _numbers(float, "a number", "0.5 or 0.25,0.5,0.75")
+_ints = _numbers(int, "an integer", "2 or 0,2,4")
 
 
 def _ids(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 0,2,4"
-                                 ) from None
 
 
 @click.command("soup")

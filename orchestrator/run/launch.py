@@ -62,9 +62,10 @@ def ensure_ray(address: str | None = None, *, quiet: bool = False) -> None:
     """
     import ray
 
-    from orchestrator.run.ray_compat import patch_actor_manager
+    from orchestrator.run.ray_compat import patch_actor_manager, patch_moved_experiment
 
     patch_actor_manager()  # a trial killed for memory fails that trial, not the sweep
+    patch_moved_experiment()  # a resumed copy's new trials are written into the copy
     if ray.is_initialized():
         return
     # Tune's worker processes must import the project even when it is not pip-installed.

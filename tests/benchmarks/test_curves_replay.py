@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,33 @@ def test_budget_stopper_charges_each_report_once() -> None:
     assert stopper.charged == 36 and stopper.stop_all()
     stopper("a", {"report_index": 0, "delta_steps": 12})  # restarted from scratch: charged
     assert stopper.charged == 48
+
+
+def test_a_sweep_that_ends_short_is_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep that stopped before its budget while its searcher could still sample is the
+    harness's failure: it runs again with the same seed; a full or exhausted one does not."""
+    from benchmarks.curves import compare
+
+    def sweep(steps: float, trials: int, errors: int = 0) -> dict:
+        return {"charged_steps": steps, "budget_steps": 256, "trials": trials,
+                "num_samples": 40, "errors": errors}
+
+    assert compare.ended_short(sweep(112, 12))
+    assert not compare.ended_short(sweep(256, 22))  # spent its budget
+    assert not compare.ended_short(sweep(248, 40))  # sampled every trial it may
+    assert not compare.ended_short(sweep(112, 12, errors=1))  # trials failed: the method's
+    results = iter([sweep(112, 12), sweep(256, 25)])
+    calls: list[tuple] = []
+
+    def fake_run_sweep(table, method, seed, **kwargs):
+        calls.append((method, seed))
+        return dict(next(results))
+
+    monkeypatch.setattr(compare, "run_sweep", fake_run_sweep)
+    table = types.SimpleNamespace(task="t")
+    got = compare.run_sweep_whole(table, "hyperopt_asha", 3)  # type: ignore[arg-type]
+    assert calls == [("hyperopt_asha", 3)] * 2
+    assert got["charged_steps"] == 256 and got["reruns"] == 1
 
 
 def test_default_initial_points_mirrors_the_product() -> None:

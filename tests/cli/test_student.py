@@ -47,7 +47,7 @@ def test_every_other_layer_by_default_and_the_copy_loads(teacher: Path, tmp_path
     (["--keep", "2,1"], ["increasing ids"]),
     (["--layers", "5"], ["cannot keep 5 of 4 layers"]),
     (["--keep", "0", "--layers", "2"], ["--keep or --layers, not both"]),
-    (["--keep", "a,b"], ["give integers separated by commas"]),
+    (["--keep", "a,b"], ["'a,b' is not an integer or a comma-separated list"]),
 ])
 def test_bad_layer_choices(teacher: Path, tmp_path: Path, args: list[str],
                            fragments: list[str]) -> None:

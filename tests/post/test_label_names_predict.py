@@ -11,10 +11,8 @@ import json
 import random
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
-from sweep_helpers import lm_config
+from sweep_helpers import ONE_TRIAL, invoke, lm_config
 
 from orchestrator import launch
 from orchestrator.cli.predict import register
@@ -25,14 +23,8 @@ from orchestrator.post.predict import load_predictor
 pytestmark = pytest.mark.integration
 
 NAMES = ["bad", "meh", "good"]  # sorted would be bad, good, meh
-ONE_TRIAL = {"search": {"algorithm": "random", "seed": 0}, "scheduler": {"type": "fifo"},
-             "num_samples": 1, "baseline": False}
-
-
 def _cli(*args: str):
-    group = click.Group("sweep")
-    register(group)
-    return CliRunner().invoke(group, list(args))
+    return invoke(register, *args)
 
 
 @pytest.fixture(scope="module")

@@ -258,4 +258,4 @@ def test_cli_t_list_must_be_numbers(tmp_path: Path) -> None:
     result = CliRunner().invoke(group, ["soup", str(tmp_path), "--method", "slerp",
                                         "--t", "0.2,half"])
     assert result.exit_code == 2
-    assert "'0.2,half' is not a number or a comma-separated list" in result.output
+    assert "'0.2,half' is not a number or a comma-separated list of them" in result.output

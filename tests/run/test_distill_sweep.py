@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 import yaml
-from click.testing import CliRunner
-from sweep_helpers import lm_config
+from sweep_helpers import ONE_TRIAL, invoke, lm_config
 
 from orchestrator import launch
 from orchestrator.cli.post import register
@@ -23,14 +21,8 @@ from orchestrator.run.preflight import build_plan
 
 pytestmark = pytest.mark.integration
 
-ONE_TRIAL = {"search": {"algorithm": "random", "seed": 0}, "scheduler": {"type": "fifo"},
-             "num_samples": 1, "baseline": False}
-
-
 def _cli(*args: str):
-    group = click.Group("sweep")
-    register(group)
-    return CliRunner().invoke(group, list(args))
+    return invoke(register, *args)
 
 
 def _classifier(model: Path, files: dict, storage: Path, name: str, **extra: object) -> dict:

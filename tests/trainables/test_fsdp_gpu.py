@@ -9,18 +9,13 @@ split in two instead of replicated.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from fit_helpers import checkpoint_metrics, full_ft_plan, keep_checkpoints
 from process_group import run_ranks
-from sweep_helpers import ROOT, lm_config
 
-from orchestrator.config.loading import load_config
-from orchestrator.run.preflight import build_plan
-from trainables.checkpointing import METRICS_FILE
 from trainables.config import TrialSpec
 from trainables.data import PreparedData
 from trainables.distributed import Rank
@@ -38,28 +33,16 @@ def plan(tmp_path_factory: pytest.TempPathFactory):
     # out from activations and CUDA's own allocations.
     model = make_tiny_causal_lm(tmp_path_factory.mktemp("lm"), hidden_size=512,
                                 intermediate_size=1376, num_layers=4)
-    config = lm_config(model, train={
+    return full_ft_plan(model, {
         "batch_size": 4, "max_steps": STEPS, "eval_every_steps": STEPS, "seed": 0,
-        "dropout": 0.0, "learning_rate": 1e-3, "lr_schedule": "constant",
-        "finetune": "full"})
-    config["data"] = {**config["data"], "max_train_examples": 64, "max_eval_examples": 16}
-    cfg = load_config(config)
-    cfg.base_dir = str(ROOT)
-    return build_plan(cfg)
-
-
-def _keep(out: Path):
-    def report(metrics: dict, folder: Path | None) -> None:
-        if folder is not None:
-            shutil.copytree(folder, out)
-    return report
+        "dropout": 0.0, "learning_rate": 1e-3, "lr_schedule": "constant"}, train_examples=64)
 
 
 def _ranks(rank: Rank, spec: TrialSpec, data: PreparedData, pad_id: int, out: Path) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     for strategy in ("ddp", "fsdp"):
         fit(spec.model_copy(update={"workers": 2, "strategy": strategy}), data, pad_id,
-            _keep(out / strategy), rank=rank)
+            keep_checkpoints(out / strategy), rank=rank)
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +52,21 @@ def runs(plan, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.backends.cuda.matmul.allow_tf32 = False
     one = plan.spec.model_copy(update={
         "train": plan.spec.train.model_copy(update={"batch_size": 8})})
-    fit(one, plan.data, plan.pad_id, _keep(out / "one"))  # on cuda:0
+    fit(one, plan.data, plan.pad_id, keep_checkpoints(out / "one"))  # on cuda:0
     return out
 
 
-def _metrics(folder: Path) -> dict:
-    return json.loads((folder / METRICS_FILE).read_text())
+def _final(runs: Path, name: str) -> dict:
+    return checkpoint_metrics(runs / name / f"step-{STEPS}")
 
 
 def test_fsdp_on_two_gpus_trains_like_one_gpu_with_the_global_batch(runs: Path) -> None:
-    one, sharded = _metrics(runs / "one"), _metrics(runs / "fsdp")
+    one, sharded = _final(runs, "one"), _final(runs, "fsdp")
     assert sharded["world_size"] == 2
     for name in ("eval_loss", "train_loss", "tokens_seen"):
         assert sharded[name] == pytest.approx(one[name], rel=1e-4), name
 
 
 def test_fsdp_needs_less_memory_per_gpu_than_ddp(runs: Path) -> None:
-    ddp, sharded = _metrics(runs / "ddp"), _metrics(runs / "fsdp")
+    ddp, sharded = _final(runs, "ddp"), _final(runs, "fsdp")
     assert sharded["peak_cuda_mb"] < 0.75 * ddp["peak_cuda_mb"], (sharded, ddp)

@@ -13,18 +13,14 @@ cross into the second epoch. No dropout: ranks draw different masks than one pro
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from fit_helpers import checkpoint_metrics, full_ft_plan, keep_checkpoints
 from process_group import run_ranks
-from sweep_helpers import ROOT, lm_config
 
-from orchestrator.config.loading import load_config
 from orchestrator.experiment.checkpoints import checkpoint_spec
-from orchestrator.run.preflight import build_plan
 from trainables import checkpointing, modeling
 from trainables.checkpointing import MODEL_DIR, STATE_FILE
 from trainables.config import DistillConfig, TrialSpec
@@ -54,22 +50,10 @@ def tied_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def plan(tied_lm_dir: Path):
-    config = lm_config(tied_lm_dir, train={
+    return full_ft_plan(tied_lm_dir, {
         "batch_size": 4, "max_steps": STEPS, "eval_every_steps": EVAL_EVERY, "seed": 3,
         "dropout": 0.0, "learning_rate": 3e-3, "lr_schedule": "linear", "warmup_ratio": 0.2,
-        "finetune": "full", "gradient_accumulation_steps": 1})
-    config["data"] = {**config["data"], "max_train_examples": 45, "max_eval_examples": 16}
-    cfg = load_config(config)
-    cfg.base_dir = str(ROOT)
-    return build_plan(cfg)
-
-
-def _keep(out: Path):
-    """A report that copies rank 0's checkpoint to out/step-N (the others report nothing)."""
-    def report(metrics: dict, folder: Path | None) -> None:
-        if folder is not None:
-            shutil.copytree(folder, out / f"step-{int(metrics['step'])}")
-    return report
+        "gradient_accumulation_steps": 1}, train_examples=45)
 
 
 DISTILL = DistillConfig(teacher="another tiny Llama", alpha=0.5, temperature=2.0, kl="reverse",
@@ -93,14 +77,14 @@ def _ranks(rank: Rank, spec: TrialSpec, data: PreparedData, pad_id: int, out: Pa
            distilled: tuple[TrialSpec, PreparedData]) -> None:
     """On each rank: DDP, FSDP, FSDP resumed from its first checkpoint, and DDP distilling."""
     ddp = spec.model_copy(update={"workers": rank.world_size})
-    fit(ddp, data, pad_id, _keep(out / "ddp"), rank=rank)
+    fit(ddp, data, pad_id, keep_checkpoints(out / "ddp"), rank=rank)
     distill_spec, distill_data = distilled
     fit(distill_spec.model_copy(update={"workers": rank.world_size}), distill_data, pad_id,
-        _keep(out / "ddp-distill"), rank=rank)
+        keep_checkpoints(out / "ddp-distill"), rank=rank)
     sharded = ddp.model_copy(update={"strategy": "fsdp"})
-    fit(sharded, data, pad_id, _keep(out / "fsdp"), rank=rank)
+    fit(sharded, data, pad_id, keep_checkpoints(out / "fsdp"), rank=rank)
     first = out / "fsdp" / f"step-{EVAL_EVERY}"
-    fit(sharded, data, pad_id, _keep(out / "fsdp-resumed"),
+    fit(sharded, data, pad_id, keep_checkpoints(out / "fsdp-resumed"),
         resume_from=first if rank.is_main else None, rank=rank)
 
 
@@ -110,16 +94,12 @@ def runs(plan, tmp_path_factory: pytest.TempPathFactory) -> Path:
     one = plan.spec.model_copy(update={
         "train": plan.spec.train.model_copy(update={"batch_size": 8})})
     torch.set_num_threads(1)
-    fit(one, plan.data, plan.pad_id, _keep(out / "one"))
+    fit(one, plan.data, plan.pad_id, keep_checkpoints(out / "one"))
     distilled = _distilled(plan.spec, plan.data, plan.pad_id, out / "teacher")
     one_distill = distilled[0].model_copy(update={"train": one.train})
-    fit(one_distill, distilled[1], plan.pad_id, _keep(out / "one-distill"))
+    fit(one_distill, distilled[1], plan.pad_id, keep_checkpoints(out / "one-distill"))
     run_ranks(2, _ranks, plan.spec, plan.data, plan.pad_id, out, distilled)
     return out
-
-
-def _metrics(folder: Path) -> dict:
-    return json.loads((folder / checkpointing.METRICS_FILE).read_text())
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -133,7 +113,7 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(runs: Path,
                                                                 strategy: str) -> None:
     for step in (EVAL_EVERY, STEPS):
         one, two = runs / "one" / f"step-{step}", runs / strategy / f"step-{step}"
-        reference, got = _metrics(one), _metrics(two)
+        reference, got = checkpoint_metrics(one), checkpoint_metrics(two)
         assert got["world_size"] == 2 and reference["world_size"] == 1
         for name in ("eval_loss", "eval_token_accuracy", "train_loss", "tokens_seen", "epoch",
                      "learning_rate"):
@@ -153,12 +133,12 @@ def test_distilling_on_two_ranks_trains_like_one_process(runs: Path) -> None:
     """The teacher's per-token targets travel with their examples through each rank's share
     of the global batch: 2 DDP ranks distil like one process with twice the batch."""
     for step in (EVAL_EVERY, STEPS):
-        reference = _metrics(runs / "one-distill" / f"step-{step}")
-        got = _metrics(runs / "ddp-distill" / f"step-{step}")
+        reference = checkpoint_metrics(runs / "one-distill" / f"step-{step}")
+        got = checkpoint_metrics(runs / "ddp-distill" / f"step-{step}")
         for name in ("eval_loss", "train_loss", "tokens_seen"):
             assert got[name] == pytest.approx(reference[name], abs=1e-5), (step, name)
-    plain = _metrics(runs / "one" / f"step-{STEPS}")["train_loss"]
-    distilled = _metrics(runs / "one-distill" / f"step-{STEPS}")["train_loss"]
+    plain = checkpoint_metrics(runs / "one" / f"step-{STEPS}")["train_loss"]
+    distilled = checkpoint_metrics(runs / "one-distill" / f"step-{STEPS}")["train_loss"]
     assert abs(distilled - plain) > 1e-3  # the KL term is in the loss that matched
 
 
@@ -181,7 +161,8 @@ def test_fsdp_checkpoint_is_the_single_process_format(runs: Path) -> None:
 def test_fsdp_resume_matches_the_uninterrupted_run(runs: Path) -> None:
     resumed, straight = runs / "fsdp-resumed", runs / "fsdp"
     assert sorted(p.name for p in resumed.iterdir()) == [f"step-{STEPS}"]
-    got, expected = _metrics(resumed / f"step-{STEPS}"), _metrics(straight / f"step-{STEPS}")
+    got = checkpoint_metrics(resumed / f"step-{STEPS}")
+    expected = checkpoint_metrics(straight / f"step-{STEPS}")
     for name in ("eval_loss", "train_loss", "tokens_seen", "epoch", "learning_rate"):
         assert got[name] == pytest.approx(expected[name], abs=1e-6), name
     expected_weights = _weights(straight / f"step-{STEPS}")

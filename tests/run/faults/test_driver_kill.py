@@ -58,6 +58,27 @@ def _sweep(*args: str, **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+def _run_and_kill(config: Path, experiment: Path, reported: int) -> None:
+    """`sweep run config`, SIGKILLed with its local Ray once `reported` trials have reported
+    and an experiment snapshot exists (waits on files, up to 300 s, never on a fixed time)."""
+    cut = _sweep("run", str(config), "--address", "local", start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if len(list(experiment.glob("*/result.json"))) >= reported and list(
+            experiment.glob("experiment_state-*.json")
+        ):
+            break
+        if cut.poll() is not None:
+            pytest.fail(f"the sweep ended before {reported} trials reported: "
+                        f"{cut.communicate()[0][-3000:]}")
+        time.sleep(0.5)
+    else:
+        cut.kill()
+        pytest.fail(f"the sweep never got {reported} trials in")
+    os.killpg(cut.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    cut.wait(timeout=30)
+
+
 def _decisions(experiment: Path) -> list[tuple[str, list[int]]]:
     ledger = read_ledger(experiment)
     return sorted((r.key, sorted(set(r.steps))) for r in ledger.values())
@@ -76,21 +97,8 @@ def test_resume_after_driver_sigkill_matches_uninterrupted_run(
     out, _ = ref.communicate(timeout=600)
     assert ref.returncode == 0, out[-3000:]
 
-    cut = _sweep("run", str(cut_yaml), "--address", "local", start_new_session=True)
     experiment = storage / "interrupted"
-    deadline = time.monotonic() + 300
-    # Kill once 3 trials have reported and a snapshot exists: some done, one mid-way.
-    while time.monotonic() < deadline:
-        if len(list(experiment.glob("*/result.json"))) >= 3 and list(
-            experiment.glob("experiment_state-*.json")
-        ):
-            break
-        time.sleep(0.5)
-    else:
-        cut.kill()
-        pytest.fail("the sweep never got 3 trials in")
-    os.killpg(cut.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    cut.wait(timeout=30)
+    _run_and_kill(cut_yaml, experiment, reported=3)
     before = read_ledger(experiment)
     finished_before = {tid: r for tid, r in before.items() if r.steps and (
         r.steps[-1] == 15)}
@@ -117,3 +125,38 @@ def test_resume_after_driver_sigkill_matches_uninterrupted_run(
     assert result.best_value == pytest.approx(reference.best_value, rel=1e-6)
     best_in_ledger = min(v for r in after.values() for v in r.values)
     assert result.best_value == best_in_ledger
+
+
+def test_a_moved_experiment_resumes_whole_in_its_new_folder(tiny_lm_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Killed, moved to another folder, resumed there: the trials the searcher creates after
+    the resume live in the new folder too (Ray Tune alone would write them into the old one,
+    orchestrator/run/ray_compat.py), so the experiment is whole where it now is."""
+    storage, config = tmp_path / "out", tmp_path / "cut.yaml"
+    config.write_text(yaml.safe_dump(_config(tiny_lm_dir, storage, "interrupted",
+                                             "tpe-history")))
+    first = storage / "interrupted"
+    _run_and_kill(config, first, reported=1)
+    before = read_ledger(first)
+    moved = tmp_path / "elsewhere" / "interrupted"
+    moved.parent.mkdir()
+    first.rename(moved)
+
+    resumed = _sweep("resume", str(moved), "--address", "local")
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+
+    assert not first.exists(), sorted(p.name for p in first.rglob("*"))[:20]
+    after = read_ledger(moved)
+    assert len(after) == 5 and len({r.key for r in after.values()}) == 5
+    created_after = set(after) - set(before)
+    assert len(created_after) >= 2, (sorted(before), sorted(after))
+    for tid in created_after:
+        assert after[tid].steps, tid  # reported into the new folder
+    from orchestrator import load_results
+
+    result = load_results(moved)
+    assert len(result.trials) == 5
+    assert set(result.trials["status"]) == {"TERMINATED"}, result.trials[["trial_id", "status"]]
+    assert result.best_checkpoint is not None
+    assert Path(result.best_checkpoint).resolve().is_relative_to(moved.resolve())
