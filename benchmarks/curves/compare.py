@@ -175,11 +175,18 @@ def best_candidates(table: Table, tolerance: float = 0.0) -> set[int]:
             if any(math.isfinite(v) and abs(v - best) <= tolerance for v in r.curve[table.metric])}
 
 
-def summarize(table: Table, sweeps: list[dict[str, Any]], budget_steps: int) -> dict[str, Any]:
-    """Per method: the figures of `stats.summarize_method`, targets relative to random-4x."""
+def summarize(table: Table, sweeps: list[dict[str, Any]], budget_steps: int,
+              names: Sequence[str] = ()) -> dict[str, Any]:
+    """Per method: the figures of `stats.summarize_method`, targets relative to random-4x.
+    A method of `names` that is another on this table (`methods.same_as`) gets its figures."""
     by_method: dict[str, list[dict[str, Any]]] = {}
     for s in sweeps:
         by_method.setdefault(s["method"], []).append(s)
+    for name in names:
+        other = M.same_as(name, table)
+        if other and name not in by_method and other in by_method:
+            by_method[name] = [{**s, "notes": {**s["notes"], "same_as": other}}
+                               for s in by_method[other]]
     table_best = table.best_value()
     mode = table.mode
     ref = by_method.get("random_fifo_4x")
@@ -234,6 +241,30 @@ def targets(task_summary: dict[str, Any], default: str) -> dict[str, Any]:
     out["met"] = bool(out["steps_ratio"]["met"] and out["reach_rate"]["met"]
                       and all(v["met"] for v in out["lowest_median_regret"].values()))
     return out
+
+
+def ranking(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rule that picks the default: every method at the base budget that runs on every
+    task is ranked by its median regret at 25%, 50% and 100% of the budget on each task (rank
+    1 = lowest; ties share the mean rank); a method's score is the mean of its ranks over the
+    tasks and the three budget points. Sorted best first; the product's methods (those a user
+    selects with the product's settings, `methods.PRODUCT_SETTINGS`) are the candidates."""
+    tasks = list(summaries)
+    names = [n for n in summaries[tasks[0]]["methods"]
+             if n != "random_fifo_4x" and all(n in summaries[t]["methods"] for t in tasks)]
+    ranks: dict[str, list[float]] = {n: [] for n in names}
+    for task in tasks:
+        for f in stats.FRACTIONS:
+            values = {n: summaries[task]["methods"][n]["median_regret"][f] for n in names}
+            for n in names:
+                below = sum(v < values[n] for v in values.values())
+                equal = sum(v == values[n] for v in values.values())
+                ranks[n].append(below + (equal + 1) / 2)
+    rows = [{"method": n, "mean_rank": sum(r) / len(r), "ranks": r,
+             "product": n in M.PRODUCT_SETTINGS,
+             "reach_rate": {t: summaries[t]["methods"][n]["reach_rate"] for t in tasks}}
+            for n, r in ranks.items()]
+    return sorted(rows, key=lambda row: (row["mean_rank"], row["method"]))
 
 
 def plot(task: str, task_summary: dict[str, Any], path: Path, default: str) -> Path:
@@ -316,7 +347,7 @@ def run_all(loaded: list[Table], names: list[str], seeds: int, args: argparse.Na
             budget = args.budget_trials * table.max_steps
             for seed in range(args.seed_start, seeds):
                 for name in order_for(seed, names):
-                    if (table.task, name, seed) in done:
+                    if (table.task, name, seed) in done or M.same_as(name, table):
                         continue
                     result = run_sweep_whole(table, name, seed, budget_steps=budget,
                                              time_scale=time_scale, workdir=workdir,
@@ -422,9 +453,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wall = time.time() - started
     if args.from_traces:
         present = {s["method"] for v in sweeps.values() for s in v}
-        names = [n for n in names if n in present]
+        names = [n for n in names if n in present
+                 or any(M.same_as(n, t) in present for t in loaded)]
         wall = sum(s["wall_s"] for v in sweeps.values() for s in v)
-    summaries = {t.task: summarize(t, sweeps[t.task], args.budget_trials * t.max_steps)
+    summaries = {t.task: summarize(t, sweeps[t.task], args.budget_trials * t.max_steps, names)
                  for t in loaded}
     payload: dict[str, Any] = {
         "tasks": [t.task for t in loaded],
@@ -436,8 +468,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "sweeps": sum(len(v) for v in sweeps.values()),
         "seconds_per_sweep": stats.band([s["wall_s"] for v in sweeps.values() for s in v]),
-        "methods": {name: {"seeds": min(len({s["seed"] for s in v if s["method"] == name})
-                                        for v in sweeps.values())} for name in names},
+        "methods": {name: {"seeds": min(
+            len({s["seed"] for s in v if s["method"] == (M.same_as(name, t) or name)})
+            for t in loaded for v in (sweeps[t.task],))} for name in names},
         "run_commands": sorted({s.get("command", "") for v in sweeps.values() for s in v}),
         "loadavg_1m_at_sweep_end": stats.band([s.get("loadavg_1m", math.nan)
                                                for v in sweeps.values() for s in v]),
@@ -453,6 +486,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         png = plots / f"search_regret_{task}{'.quick' if args.quick else ''}.png"
         payload["plots"][task] = str(plot(task, summary, png, M.DEFAULT))
         print_summary(task, summary)
+    payload["ranking"] = ranking(summaries)
+    chosen = next((r["method"] for r in payload["ranking"] if r["product"]), None)
+    payload["default_by_ranking"] = chosen
+    payload["default_settings"] = M.PRODUCT_SETTINGS.get(M.DEFAULT, {})
+    print("\nranking (mean rank of median regret at 25/50/100% over the tasks; * = product):")
+    for row in payload["ranking"]:
+        print(f"  {row['mean_rank']:5.2f} {'*' if row['product'] else ' '} {row['method']}")
+    print(f"default: {M.DEFAULT}; the rule picks: {chosen}")
     if args.keep_rows:
         payload["traces"] = {task: [{"method": s["method"], "seed": s["seed"],
                                      "events": [e.__dict__ for e in s["events"]]}

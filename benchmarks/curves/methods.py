@@ -28,6 +28,23 @@ from benchmarks.curves.replay import FIDELITY_KEY, flatten, nest, search_space
 from benchmarks.curves.table import Table
 
 DEFAULT = "hyperopt_asha"
+# The methods a user selects with the product's own settings (`search:` / `scheduler:`), and
+# those settings: the candidates for the default. The others (BOHB, DEHB, top-k, the noise
+# margin, rungs on the loss, the LoRA prior) are measured but are not product settings.
+PRODUCT_SETTINGS: dict[str, dict[str, Any]] = {
+    "random_fifo": {"search.algorithm": "random", "scheduler.type": "fifo"},
+    "random_asha": {"search.algorithm": "random", "scheduler.type": "asha"},
+    "hyperopt_asha": {"search.algorithm": "hyperopt", "scheduler.type": "asha"},
+    "optuna_asha": {"search.algorithm": "optuna", "scheduler.type": "asha"},
+    "optuna_median": {"search.algorithm": "optuna", "scheduler.type": "median"},
+    "cmaes_asha": {"search.algorithm": "cmaes", "scheduler.type": "asha"},
+    "nsga2_asha": {"search.algorithm": "nsga2", "scheduler.type": "asha"},
+    "hyperopt_asha_init2": {"search.algorithm": "hyperopt", "search.n_initial_points": 2},
+    "hyperopt_asha_init8": {"search.algorithm": "hyperopt", "search.n_initial_points": 8},
+    "hyperopt_asha_grace1": {"search.algorithm": "hyperopt",
+                             "scheduler.grace_period": "one evaluation"},
+    "hyperopt_asha_rf2": {"search.algorithm": "hyperopt", "scheduler.reduction_factor": 2},
+}
 CONCURRENCY = 4
 BASE_TRIALS = 16  # the budget, in full-length trials
 
@@ -523,6 +540,19 @@ METHODS: dict[str, Builder] = {
     "hyperopt_asha_rf2": hyperopt_asha_rf2,
     "hyperopt_asha_grace1_rf2": hyperopt_asha_grace1_rf2,
 }
+def same_as(name: str, table: Table) -> str | None:
+    """The method that `name` is on `table` by construction, or None: the loss variant where
+    the metric already is the validation loss, the LoRA prior where nothing is fully
+    fine-tuned. The comparison does not run such a method there; it reports the other's
+    figures under both names (`same_as` in the result says so)."""
+    if name == "hyperopt_asha_loss" and table.metric == "eval_loss":
+        return "hyperopt_asha"
+    if name == "hyperopt_asha_lora_prior" and not any(
+            d.key == "train.finetune" for d in table.dimensions):
+        return "hyperopt_asha"
+    return None
+
+
 NEEDS = {"bohb": ("hpbandster", "ConfigSpace"), "dehb": ("dehb", "ConfigSpace"),
          "cmaes_asha": ("cmaes",)}
 

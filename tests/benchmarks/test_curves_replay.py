@@ -8,6 +8,7 @@ candidate is known by construction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -188,6 +189,53 @@ def test_a_sweep_that_ends_short_is_run_again(monkeypatch: pytest.MonkeyPatch) -
     got = compare.run_sweep_whole(table, "hyperopt_asha", 3)  # type: ignore[arg-type]
     assert calls == [("hyperopt_asha", 3)] * 2
     assert got["charged_steps"] == 256 and got["reruns"] == 1
+
+
+def test_variants_that_are_the_default_by_construction_are_reported_not_run(
+        tmp_path: Path) -> None:
+    """On a loss-metric table the loss variant is the default; with no `train.finetune`
+    dimension the LoRA prior is. Their figures are the default's, marked `same_as`."""
+    from benchmarks.curves import compare
+    from benchmarks.curves import methods as M
+
+    synthetic = load_table(write_synthetic(tmp_path / "synthetic.json"))
+    assert synthetic.metric != "eval_loss"
+    assert M.same_as("hyperopt_asha_loss", synthetic) is None
+    lm = dataclasses.replace(synthetic, metric="eval_loss", mode="min")
+    assert M.same_as("hyperopt_asha_loss", lm) == "hyperopt_asha"
+    assert M.same_as("hyperopt_asha_lora_prior", lm) == (
+        None if any(d.key == "train.finetune" for d in lm.dimensions) else "hyperopt_asha")
+    assert M.same_as("hyperopt_asha", lm) is None
+    events = [stats.Event(trial="a", cum_steps=10.0, cum_wall=1.0, value=1.5, test=1.6,
+                          candidate=0, seed=0, report_index=0)]
+    sweeps = [{"method": m, "seed": 0, "events": events, "wall_s": 1.0, "trials": 1,
+               "errors": 0, "budget_steps": 10, "notes": {}}
+              for m in ("hyperopt_asha", "random_fifo_4x", "random_fifo")]
+    out = compare.summarize(lm, sweeps, 10, ["hyperopt_asha", "hyperopt_asha_loss"])
+    alias, default = out["methods"]["hyperopt_asha_loss"], out["methods"]["hyperopt_asha"]
+    assert alias["notes"] == {"same_as": "hyperopt_asha"}
+    assert alias["median_regret"] == default["median_regret"]
+
+
+def test_ranking_is_the_mean_rank_of_median_regret_over_tasks_and_budgets() -> None:
+    from benchmarks.curves import compare
+
+    def summary(**regrets: tuple[float, float, float]) -> dict:
+        return {"methods": {n: {"median_regret": dict(zip(stats.FRACTIONS, r, strict=True)),
+                                "reach_rate": 0.5} for n, r in regrets.items()}}
+
+    summaries = {
+        "a": summary(random_fifo=(3, 2, 1), hyperopt_asha=(1, 1, 1), bohb=(2, 3, 2),
+                     random_fifo_4x=(0, 0, 0)),
+        "b": summary(random_fifo=(1, 1, 0), hyperopt_asha=(2, 2, 0), bohb=(3, 3, 1),
+                     random_fifo_4x=(0, 0, 0)),
+    }
+    rows = compare.ranking(summaries)
+    assert [r["method"] for r in rows] == ["hyperopt_asha", "random_fifo", "bohb"]  # no 4x
+    by = {r["method"]: r for r in rows}
+    assert by["hyperopt_asha"]["ranks"] == [1, 1, 1.5, 2, 2, 1.5]  # ties share the mean rank
+    assert by["random_fifo"]["mean_rank"] == pytest.approx((3 + 2 + 1.5 + 1 + 1 + 1.5) / 6)
+    assert by["bohb"]["product"] is False and by["random_fifo"]["product"] is True
 
 
 def test_default_initial_points_mirrors_the_product() -> None:

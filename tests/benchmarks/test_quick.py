@@ -91,6 +91,27 @@ def test_search_efficiency_quick(local_ray: Any, tmp_path: Path) -> None:
         assert 0 <= evo[name]["best_val_f1"] <= 1 and evo[name]["total_steps"] > 0
     assert 0 <= result["best_test_f1"] <= 1
     assert all(run["total_steps"] > 0 for run in result["runs"])
+    to_hf = {row["variant"]: row for row in result["to_hf_best_rows"]}
+    assert set(to_hf) == {"default", "random", "hf_optuna"}
+    assert to_hf["hf_optuna"]["hf_s_over_this"] == 1.0
+    assert result["targets"]["sooner_than_hf"]["value"] == to_hf["default"]["hf_s_over_this"]
+
+
+def test_time_to_hf_best_of_hand_made_runs() -> None:
+    from benchmarks.search_efficiency import to_hf_best
+
+    def run(variant: str, reports: list[tuple[float, float]]) -> dict:
+        return {"variant": variant, "seed": 0, "wall_s": reports[-1][0], "test_f1": 0.5,
+                "best_val_f1": max(f for _, f in reports),
+                "reports": [{"t_s": t, "f1": f, "cum_steps": 1} for t, f in reports]}
+
+    by = {("hf_optuna", 0): run("hf_optuna", [(10, 0.4), (60, 0.6), (90, 0.5)]),
+          ("default", 0): run("default", [(5, 0.3), (20, 0.61)]),
+          ("random", 0): run("random", [(30, 0.55)])}
+    rows = {r["variant"]: r for r in to_hf_best(by, 0)}
+    assert rows["default"]["s_to_hf_best"] == 20 and rows["default"]["hf_s_over_this"] == 3.0
+    assert rows["random"]["s_to_hf_best"] is None and rows["random"]["hf_s_over_this"] == 0.0
+    assert rows["hf_optuna"]["s_to_hf_best"] == 60 and rows["hf_optuna"]["hf_s_over_this"] == 1
 
 
 def test_distill_cost_quick(tmp_path: Path) -> None:
