@@ -243,12 +243,48 @@ def targets(task_summary: dict[str, Any], default: str) -> dict[str, Any]:
     return out
 
 
-def ranking(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rule that picks the default: every method at the base budget that runs on every
-    task is ranked by its median regret at 25%, 50% and 100% of the budget on each task (rank
-    1 = lowest; ties share the mean rank); a method's score is the mean of its ranks over the
-    tasks and the three budget points. Sorted best first; the product's methods (those a user
-    selects with the product's settings, `methods.PRODUCT_SETTINGS`) are the candidates."""
+def seed_regrets(table: Table, sweeps: list[dict[str, Any]], budget_steps: int,
+                 names: Sequence[str]) -> dict[str, dict[int, list[float]]]:
+    """Per method and search seed: the regret at 25%, 50% and 100% of the budget (a method
+    that is another on this table, `methods.same_as`, has the other's)."""
+    out: dict[str, dict[int, list[float]]] = {}
+    best = table.best_value()
+    for s in sweeps:
+        out.setdefault(s["method"], {})[s["seed"]] = [
+            stats.regret(stats.best_so_far(s["events"], float(f) * budget_steps, table.mode),
+                         best, table.mode) for f in stats.FRACTIONS]
+    for name in names:
+        other = M.same_as(name, table)
+        if other and name not in out and other in out:
+            out[name] = out[other]
+    return out
+
+
+def paired_vs(default: dict[int, list[float]], other: dict[int, list[float]]
+              ) -> dict[str, float]:
+    """Seed by seed and budget point by budget point, how often `other` has the lower regret
+    than `default` (wins), the higher (losses), the same (ties); and the two-sided sign test
+    of wins against losses (scipy.stats.binomtest)."""
+    from scipy.stats import binomtest
+
+    wins = losses = ties = 0
+    for seed in sorted(set(default) & set(other)):
+        for a, b in zip(other[seed], default[seed], strict=True):
+            wins += a < b
+            losses += a > b
+            ties += a == b
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return {"wins": wins, "losses": losses, "ties": ties, "p": float(p)}
+
+
+def ranking(summaries: dict[str, dict[str, Any]],
+            regrets: dict[str, dict[str, dict[int, list[float]]]] | None = None,
+            default: str = M.DEFAULT) -> list[dict[str, Any]]:
+    """Every method at the base budget that runs on every task, ranked by its median regret at
+    25%, 50% and 100% of the budget on each task (rank 1 = lowest; ties share the mean rank);
+    a method's score is the mean of its ranks over the tasks and the three budget points.
+    Sorted best first. With `regrets` (`seed_regrets` per task), each row also has its paired
+    comparison with `default` over every task, seed and budget point (`paired_vs`)."""
     tasks = list(summaries)
     names = [n for n in summaries[tasks[0]]["methods"]
              if n != "random_fifo_4x" and all(n in summaries[t]["methods"] for t in tasks)]
@@ -260,11 +296,38 @@ def ranking(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 below = sum(v < values[n] for v in values.values())
                 equal = sum(v == values[n] for v in values.values())
                 ranks[n].append(below + (equal + 1) / 2)
-    rows = [{"method": n, "mean_rank": sum(r) / len(r), "ranks": r,
-             "product": n in M.PRODUCT_SETTINGS,
-             "reach_rate": {t: summaries[t]["methods"][n]["reach_rate"] for t in tasks}}
-            for n, r in ranks.items()]
+    rows = []
+    for n, r in ranks.items():
+        row: dict[str, Any] = {
+            "method": n, "mean_rank": sum(r) / len(r), "ranks": r,
+            "product": n in M.PRODUCT_SETTINGS,
+            "reach_rate": {t: summaries[t]["methods"][n]["reach_rate"] for t in tasks}}
+        if regrets is not None:
+            pairs = [paired_vs(regrets[t][default], regrets[t][n]) for t in tasks
+                     if default in regrets[t] and n in regrets[t]]
+            wins = sum(int(p["wins"]) for p in pairs)
+            losses = sum(int(p["losses"]) for p in pairs)
+            from scipy.stats import binomtest
+
+            row["vs_default"] = {
+                "wins": wins, "losses": losses, "ties": sum(int(p["ties"]) for p in pairs),
+                "p": float(binomtest(wins, wins + losses).pvalue) if wins + losses else 1.0}
+        rows.append(row)
     return sorted(rows, key=lambda row: (row["mean_rank"], row["method"]))
+
+
+def choose_default(rows: list[dict[str, Any]], default: str = M.DEFAULT,
+                   alpha: float = 0.05) -> str:
+    """The decision rule: the best-ranked product method that ranks above `default` and beats
+    it seed by seed (more wins than losses, sign test p < alpha); else `default` stays."""
+    for row in rows:
+        if row["method"] == default:
+            return default
+        paired = row.get("vs_default")
+        if row["product"] and paired and paired["wins"] > paired["losses"] \
+                and paired["p"] < alpha:
+            return str(row["method"])
+    return default
 
 
 def plot(task: str, task_summary: dict[str, Any], path: Path, default: str) -> Path:
@@ -486,14 +549,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         png = plots / f"search_regret_{task}{'.quick' if args.quick else ''}.png"
         payload["plots"][task] = str(plot(task, summary, png, M.DEFAULT))
         print_summary(task, summary)
-    payload["ranking"] = ranking(summaries)
-    chosen = next((r["method"] for r in payload["ranking"] if r["product"]), None)
-    payload["default_by_ranking"] = chosen
+    regrets = {t.task: seed_regrets(t, sweeps[t.task], args.budget_trials * t.max_steps, names)
+               for t in loaded}
+    payload["ranking"] = ranking(summaries, regrets)
+    chosen = choose_default(payload["ranking"])
+    payload["default_by_rule"] = chosen
     payload["default_settings"] = M.PRODUCT_SETTINGS.get(M.DEFAULT, {})
-    print("\nranking (mean rank of median regret at 25/50/100% over the tasks; * = product):")
+    print("\nranking: mean rank of median regret at 25/50/100% of the budget over the tasks "
+          f"(* = a product setting); seed by seed against {M.DEFAULT}: wins/losses/ties, "
+          "sign-test p")
     for row in payload["ranking"]:
-        print(f"  {row['mean_rank']:5.2f} {'*' if row['product'] else ' '} {row['method']}")
-    print(f"default: {M.DEFAULT}; the rule picks: {chosen}")
+        vs = row["vs_default"]
+        print(f"  {row['mean_rank']:5.2f} {'*' if row['product'] else ' '} {row['method']:26s}"
+              f" {vs['wins']:3d}/{vs['losses']:3d}/{vs['ties']:3d}  p={vs['p']:.3f}")
+    print(f"default: {M.DEFAULT}; the rule (beat it seed by seed, p < 0.05) picks: {chosen}")
     if args.keep_rows:
         payload["traces"] = {task: [{"method": s["method"], "seed": s["seed"],
                                      "events": [e.__dict__ for e in s["events"]]}

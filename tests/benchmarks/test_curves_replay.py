@@ -238,6 +238,26 @@ def test_ranking_is_the_mean_rank_of_median_regret_over_tasks_and_budgets() -> N
     assert by["bohb"]["product"] is False and by["random_fifo"]["product"] is True
 
 
+def test_the_default_changes_only_for_a_method_that_beats_it_seed_by_seed() -> None:
+    from benchmarks.curves import compare
+
+    default = {s: [0.2, 0.1, 0.05] for s in range(10)}
+    better = {s: [0.1, 0.05, 0.0] for s in range(10)}  # lower at every seed and budget point
+    mixed = {s: ([0.1, 0.05, 0.0] if s % 2 else [0.3, 0.2, 0.1]) for s in range(10)}
+    assert compare.paired_vs(default, better) == {"wins": 30, "losses": 0, "ties": 0,
+                                                  "p": pytest.approx(2 * 0.5 ** 30)}
+    assert compare.paired_vs(default, mixed)["p"] == pytest.approx(1.0)
+    rows = [{"method": "random_asha", "product": True,
+             "vs_default": compare.paired_vs(default, mixed)},
+            {"method": "bohb", "product": False,
+             "vs_default": compare.paired_vs(default, better)},
+            {"method": "hyperopt_asha", "product": True}]
+    assert compare.choose_default(rows, "hyperopt_asha") == "hyperopt_asha"  # noise, not a win
+    rows.insert(1, {"method": "optuna_asha", "product": True,
+                    "vs_default": compare.paired_vs(default, better)})
+    assert compare.choose_default(rows, "hyperopt_asha") == "optuna_asha"
+
+
 def test_default_initial_points_mirrors_the_product() -> None:
     assert [default_initial_points(n) for n in (1, 8, 16, 17, 200)] == [2, 2, 4, 5, 20]
 
