@@ -395,7 +395,8 @@ def to_hf_best(by: dict[tuple[str, int], dict[str, Any]], seed: int) -> list[dic
     above HF's best of that seed (None: never), HF's time over it, and its test macro-F1."""
     hf = by["hf_optuna", seed]
     target = hf["best_val_f1"]
-    hf_t = first_reach(hf, target)["t_s"]  # type: ignore[index]  # HF reaches its own best
+    hf_reach = first_reach(hf, target)  # None only when HF reported no finite F1
+    hf_t = hf_reach["t_s"] if hf_reach else None
     rows = []
     for variant in ("default", "random", "hf_optuna"):
         run = by.get((variant, seed))
@@ -406,7 +407,8 @@ def to_hf_best(by: dict[tuple[str, int], dict[str, Any]], seed: int) -> list[dic
             "variant": variant, "seed": seed, "hf_best_val_f1": target,
             "best_val_f1": run["best_val_f1"],
             "s_to_hf_best": reach["t_s"] if reach else None,
-            "hf_s_over_this": hf_t / reach["t_s"] if reach else 0.0,
+            "hf_s_over_this": (None if hf_t is None else hf_t / reach["t_s"] if reach
+                               else 0.0),
             "wall_s": run["wall_s"], "test_f1": run["test_f1"],
         })
     return rows
@@ -571,7 +573,8 @@ def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
     ]
     hf_rows = [row for s in sorted({r["seed"] for r in runs if r["variant"] == "hf_optuna"})
                for row in to_hf_best(by, s)]
-    speedups = [r["hf_s_over_this"] for r in hf_rows if r["variant"] == "default"]
+    speedups = [r["hf_s_over_this"] for r in hf_rows
+                if r["variant"] == "default" and r["hf_s_over_this"] is not None]
     if hf_rows:
         print("\ntime to HF's best validation F1 (s_to_hf_best; hf_s_over_this: HF's own time "
               "to it / this system's; 0 = never reached)")

@@ -160,7 +160,8 @@ def run_sweep_whole(table: Table, method: str, seed: int, *, attempts: int = 3,
     for attempt in range(attempts):
         result = run_sweep(table, method, seed, **kwargs)
         result["reruns"] = attempt
-        if not ended_short(result):
+        result["ended_short"] = ended_short(result)
+        if not result["ended_short"]:
             break
         print(f"{table.task} seed {seed} {method}: ended at {result['charged_steps']:.0f} of "
               f"{result['budget_steps']} steps with {result['trials']} trials; run again",
@@ -262,17 +263,18 @@ def seed_regrets(table: Table, sweeps: list[dict[str, Any]], budget_steps: int,
 
 def paired_vs(default: dict[int, list[float]], other: dict[int, list[float]]
               ) -> dict[str, float]:
-    """Seed by seed and budget point by budget point, how often `other` has the lower regret
-    than `default` (wins), the higher (losses), the same (ties); and the two-sided sign test
-    of wins against losses (scipy.stats.binomtest)."""
+    """Seed by seed, whether `other`'s regret summed over the three budget points is lower
+    than `default`'s (a win), higher (a loss) or the same (a tie): one paired observation per
+    seed, since a seed's three points come from one trace. `p`: the two-sided sign test of
+    wins against losses (scipy.stats.binomtest)."""
     from scipy.stats import binomtest
 
     wins = losses = ties = 0
     for seed in sorted(set(default) & set(other)):
-        for a, b in zip(other[seed], default[seed], strict=True):
-            wins += a < b
-            losses += a > b
-            ties += a == b
+        diff = sum(other[seed]) - sum(default[seed])
+        wins += diff < 0
+        losses += diff > 0
+        ties += diff == 0
     p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
     return {"wins": wins, "losses": losses, "ties": ties, "p": float(p)}
 
@@ -318,16 +320,22 @@ def ranking(summaries: dict[str, dict[str, Any]],
 
 def choose_default(rows: list[dict[str, Any]], default: str = M.DEFAULT,
                    alpha: float = 0.05) -> str:
-    """The decision rule: the best-ranked product method that ranks above `default` and beats
-    it seed by seed (more wins than losses, sign test p < alpha); else `default` stays."""
-    for row in rows:
-        if row["method"] == default:
-            return default
-        paired = row.get("vs_default")
-        if row["product"] and paired and paired["wins"] > paired["losses"] \
-                and paired["p"] < alpha:
-            return str(row["method"])
-    return default
+    """The decision rule: among the product methods other than `default`, those that beat it
+    seed by seed (more wins than losses, sign test) at family-wise level `alpha` (Holm's
+    step-down over all of them); of those, the one with the best mean rank, if that is
+    strictly better than the default's. Otherwise the default stays."""
+    ranks = {r["method"]: r["mean_rank"] for r in rows}
+    tested = sorted((r for r in rows if r["product"] and r["method"] != default
+                     and r.get("vs_default")), key=lambda r: r["vs_default"]["p"])
+    better: set[str] = set()
+    for i, row in enumerate(tested):
+        if row["vs_default"]["p"] > alpha / (len(tested) - i):
+            break  # Holm: this and every larger p stay unrejected
+        if row["vs_default"]["wins"] > row["vs_default"]["losses"]:
+            better.add(row["method"])
+    winners = [r for r in rows if r["method"] in better
+               and r["mean_rank"] < ranks.get(default, float("inf"))]
+    return str(min(winners, key=lambda r: r["mean_rank"])["method"]) if winners else default
 
 
 def plot(task: str, task_summary: dict[str, Any], path: Path, default: str) -> Path:
@@ -506,11 +514,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     with common.LoadSampler() as load:
         if args.from_traces:
-            for path in args.from_traces:
+            latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+            for path in args.from_traces:  # a (task, method, seed) twice: the later counts
                 for result in read_traces(path):
                     if result["task"] in sweeps and result["method"] in names \
                             and result["seed"] < seeds:
-                        sweeps[result["task"]].append(result)
+                        latest[result["task"], result["method"], result["seed"]] = result
+            for result in latest.values():
+                sweeps[result["task"]].append(result)
         else:
             run_all(loaded, names, seeds, args, time_scale, workdir, sweeps)
     wall = time.time() - started
@@ -556,13 +567,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload["default_by_rule"] = chosen
     payload["default_settings"] = M.PRODUCT_SETTINGS.get(M.DEFAULT, {})
     print("\nranking: mean rank of median regret at 25/50/100% of the budget over the tasks "
-          f"(* = a product setting); seed by seed against {M.DEFAULT}: wins/losses/ties, "
-          "sign-test p")
+          f"(* = a product setting); seed by seed against {M.DEFAULT} (regret summed over the "
+          "three points): wins/losses/ties, sign-test p")
     for row in payload["ranking"]:
         vs = row["vs_default"]
         print(f"  {row['mean_rank']:5.2f} {'*' if row['product'] else ' '} {row['method']:26s}"
               f" {vs['wins']:3d}/{vs['losses']:3d}/{vs['ties']:3d}  p={vs['p']:.3f}")
-    print(f"default: {M.DEFAULT}; the rule (beat it seed by seed, p < 0.05) picks: {chosen}")
+    print(f"default: {M.DEFAULT}; the rule (beat it seed by seed, Holm-corrected sign test at "
+          f"0.05, and rank above it) picks: {chosen}")
     if args.keep_rows:
         payload["traces"] = {task: [{"method": s["method"], "seed": s["seed"],
                                      "events": [e.__dict__ for e in s["events"]]}

@@ -70,14 +70,27 @@ def patch_actor_manager() -> None:
     RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
 
 
+def _same_filesystem(a: Any, b: Any) -> bool:
+    """The same pyarrow filesystem: the object, or one configured alike (an S3 one resumed
+    with new credentials or another endpoint is not)."""
+    if a is b:
+        return True
+    try:
+        return bool(a.equals(b))
+    except Exception:  # noqa: BLE001  (not a pyarrow filesystem: treat as another)
+        return False
+
+
 def rebase_trial(trial: Any, storage: Any) -> bool:
-    """Point `trial` at the experiment folder of `storage` (a Tune `StorageContext`) when it
-    names another; True when it was moved. Its checkpoints' paths move with it."""
+    """Point `trial` at the experiment folder and filesystem of `storage` (a Tune
+    `StorageContext`) when it names another; True when it was moved. Its checkpoints' paths
+    move with it."""
     import copy
 
     old = trial.storage
     if (old.storage_fs_path == storage.storage_fs_path
-            and old.experiment_dir_name == storage.experiment_dir_name):
+            and old.experiment_dir_name == storage.experiment_dir_name
+            and _same_filesystem(old.storage_filesystem, storage.storage_filesystem)):
         return False
     new = copy.copy(old)
     new.storage_filesystem = storage.storage_filesystem

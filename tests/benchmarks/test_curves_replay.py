@@ -242,20 +242,30 @@ def test_the_default_changes_only_for_a_method_that_beats_it_seed_by_seed() -> N
     from benchmarks.curves import compare
 
     default = {s: [0.2, 0.1, 0.05] for s in range(10)}
-    better = {s: [0.1, 0.05, 0.0] for s in range(10)}  # lower at every seed and budget point
+    better = {s: [0.1, 0.05, 0.0] for s in range(10)}  # lower at every seed
     mixed = {s: ([0.1, 0.05, 0.0] if s % 2 else [0.3, 0.2, 0.1]) for s in range(10)}
-    assert compare.paired_vs(default, better) == {"wins": 30, "losses": 0, "ties": 0,
-                                                  "p": pytest.approx(2 * 0.5 ** 30)}
+    # one observation per seed (its three budget points are one trace): 10, not 30
+    assert compare.paired_vs(default, better) == {"wins": 10, "losses": 0, "ties": 0,
+                                                  "p": pytest.approx(2 * 0.5 ** 10)}
     assert compare.paired_vs(default, mixed)["p"] == pytest.approx(1.0)
-    rows = [{"method": "random_asha", "product": True,
-             "vs_default": compare.paired_vs(default, mixed)},
-            {"method": "bohb", "product": False,
-             "vs_default": compare.paired_vs(default, better)},
-            {"method": "hyperopt_asha", "product": True}]
-    assert compare.choose_default(rows, "hyperopt_asha") == "hyperopt_asha"  # noise, not a win
-    rows.insert(1, {"method": "optuna_asha", "product": True,
-                    "vs_default": compare.paired_vs(default, better)})
-    assert compare.choose_default(rows, "hyperopt_asha") == "optuna_asha"
+    assert compare.paired_vs(default, default)["ties"] == 10
+
+    def row(method: str, rank: float, other: dict | None, product: bool = True) -> dict:
+        return {"method": method, "mean_rank": rank, "product": product,
+                **({"vs_default": compare.paired_vs(default, other)} if other else {})}
+
+    noise = [row("random_asha", 1.0, mixed), row("bohb", 2.0, better, product=False),
+             row("hyperopt_asha", 3.0, default)]
+    assert compare.choose_default(noise, "hyperopt_asha") == "hyperopt_asha"  # noise, no win
+    wins = [*noise, row("optuna_asha", 2.5, better)]
+    assert compare.choose_default(wins, "hyperopt_asha") == "optuna_asha"
+    tied = [*noise, row("optuna_asha", 3.0, better)]  # better seed by seed, not ranked above
+    assert compare.choose_default(tied, "hyperopt_asha") == "hyperopt_asha"
+    # better on 7 of 10 seeds (p ~ 0.34), among 11 candidates: no win
+    weak = {s: (better[s] if s < 7 else [0.3, 0.2, 0.1]) for s in range(10)}
+    many = [*noise, row("optuna_asha", 2.5, weak), *[
+        row(f"m{i}", 4.0 + i, mixed) for i in range(10)]]
+    assert compare.choose_default(many, "hyperopt_asha") == "hyperopt_asha"
 
 
 def test_default_initial_points_mirrors_the_product() -> None:

@@ -62,3 +62,45 @@ def test_only_errors_that_mean_the_process_is_gone_are_converted() -> None:
     assert as_actor_error(actor_error) is actor_error
     bug = ValueError("a bug in Tune")
     assert as_actor_error(bug) is bug  # anything else still ends the sweep with its traceback
+
+
+# --- a moved experiment: trials follow the controller's folder --------------------------------
+
+def _trial_in(storage):  # a Tune trial object only: no Ray is started
+    import copy
+
+    from ray.tune.experiment import Trial
+
+    return Trial("__fake", config={}, storage=copy.deepcopy(storage), stub=True)
+
+
+def test_a_trial_naming_the_old_folder_is_moved_into_the_new_one(tmp_path) -> None:
+    import copy
+
+    import pyarrow.fs
+    from ray.train._internal.storage import StorageContext
+
+    from orchestrator.run.ray_compat import rebase_trial
+
+    old = StorageContext(storage_path=str(tmp_path / "first"), experiment_dir_name="exp")
+    new = StorageContext(storage_path=str(tmp_path / "moved"), experiment_dir_name="exp")
+    stale = _trial_in(old)
+    assert rebase_trial(stale, new) is True
+    assert stale.storage.experiment_fs_path == str(tmp_path / "moved" / "exp")
+    assert rebase_trial(stale, new) is False  # once there, left alone
+    assert old.experiment_fs_path == str(tmp_path / "first" / "exp")  # not mutated
+    assert rebase_trial(_trial_in(new), new) is False  # a fresh run's trial: a no-op
+    # same folder, another filesystem (an S3 store resumed with new credentials): rebased.
+    # (Set as Tune's own restore sets them: a new context would probe the bucket.)
+    def on_s3(secret: str) -> StorageContext:
+        context = copy.copy(old)
+        context.storage_fs_path = "bucket/sweeps"
+        context.storage_filesystem = pyarrow.fs.S3FileSystem(
+            access_key="a", secret_key=secret, endpoint_override="http://x:1")
+        return context
+
+    s3, rotated = on_s3("old"), on_s3("new")
+    trial = _trial_in(s3)
+    assert rebase_trial(trial, s3) is False
+    assert rebase_trial(trial, rotated) is True
+    assert trial.storage.storage_filesystem is rotated.storage_filesystem
