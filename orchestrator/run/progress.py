@@ -1,6 +1,7 @@
 """Live progress view: a table of trials that refreshes as results arrive.
 
-On a terminal it redraws in place (rich); in logs and CI it prints one line per report.
+On a terminal it redraws in place (rich); in logs and CI it prints one line per report, and
+one when a trial ends (what a Ray Jobs log or a pipe shows).
 """
 
 from __future__ import annotations
@@ -83,11 +84,20 @@ class ProgressView(Callback):
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._row(trial)["status"] = "TERMINATED"
-        self._refresh()
+        self._ended(trial, "TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._row(trial)["status"] = "ERROR"
+        self._ended(trial, "ERROR")
+
+    def _ended(self, trial: Any, status: str) -> None:
+        row = self._row(trial)
+        row["status"] = status
+        if not self.live_enabled:  # a log (Ray Jobs, a pipe) hears when each trial ends
+            done = sum(r["status"] in ("TERMINATED", "ERROR") for r in self.rows.values())
+            best = ("no result" if row["best"] is None
+                    else f"best {self.metric}={_fmt(row['best'])}")
+            print(f"[{time.monotonic() - self.started:6.0f}s] {trial.trial_id} {status} {best} "
+                  f"({done}/{self.total} trials done)", flush=True)
         self._refresh()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

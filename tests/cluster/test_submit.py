@@ -154,7 +154,8 @@ def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: d
                        scheduler={"type": "fifo"},
                        train={"batch_size": 8, "max_steps": 60, "eval_every_steps": 10})
     job_id = jobs.submit(_write(tmp_path / "cfg", config), cluster.dashboard_url)
-    _wait_for_log(job_id, cluster.dashboard_url, " step 60/60")  # one trial has finished
+    # Tune has ended one trial (its last checkpoint registered), not just heard its last report.
+    _wait_for_log(job_id, cluster.dashboard_url, "(1/8 trials done)")
 
     stopped = _sweep("stop", job_id, env=client_env)
     assert stopped.returncode == 0 and f"{job_id}: STOPPED" in stopped.stdout, stopped.stderr
@@ -172,9 +173,16 @@ def test_stop_leaves_a_resumable_experiment(cluster: LocalCluster, client_env: d
 
     assert Tuner.can_restore(str(experiment))
 
-    # Resume it: finished trials are kept as they are, the others continue.
+    # Resume it: finished trials are kept as they are, the others continue. Finished means
+    # TERMINATED in the experiment's state: a trial stopped between its last report and the
+    # save Tune schedules after it ends RUNNING, and redoes its last steps from its checkpoint.
+    from orchestrator.experiment.results import load_results
+
     before = read_ledger(experiment)
-    finished = {tid: r.steps for tid, r in before.items() if r.steps and r.steps[-1] == 60}
+    trials = load_results(str(experiment)).trials
+    ended = set(trials.loc[trials["status"] == "TERMINATED", "trial_id"])
+    finished = {tid: r.steps for tid, r in before.items() if tid in ended}
+    assert all(steps[-1] == 60 for steps in finished.values())
     assert finished
     assert len(finished) < 8, "the sweep ended before the stop: nothing was interrupted"
     resumed = _sweep("resume", str(experiment), "--address", cluster.address, env=client_env,
