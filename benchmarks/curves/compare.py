@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,12 +261,12 @@ def seed_regrets(table: Table, sweeps: list[dict[str, Any]], budget_steps: int,
     return out
 
 
-def paired_vs(default: dict[int, list[float]], other: dict[int, list[float]]
+def paired_vs(default: Mapping[Any, list[float]], other: Mapping[Any, list[float]]
               ) -> dict[str, float]:
-    """Seed by seed, whether `other`'s regret summed over the three budget points is lower
-    than `default`'s (a win), higher (a loss) or the same (a tie): one paired observation per
-    seed, since a seed's three points come from one trace. `p`: the two-sided sign test of
-    wins against losses (scipy.stats.binomtest)."""
+    """Seed by seed (a key: a seed, or a (task, seed) pair), whether `other`'s regret summed
+    over the three budget points is lower than `default`'s (a win), higher (a loss) or the same
+    (a tie): one paired observation per seed, since a seed's three points come from one trace.
+    `p`: the two-sided sign test of wins against losses (scipy.stats.binomtest)."""
     from scipy.stats import binomtest
 
     wins = losses = ties = 0
@@ -305,15 +305,12 @@ def ranking(summaries: dict[str, dict[str, Any]],
             "product": n in M.PRODUCT_SETTINGS,
             "reach_rate": {t: summaries[t]["methods"][n]["reach_rate"] for t in tasks}}
         if regrets is not None:
-            pairs = [paired_vs(regrets[t][default], regrets[t][n]) for t in tasks
-                     if default in regrets[t] and n in regrets[t]]
-            wins = sum(int(p["wins"]) for p in pairs)
-            losses = sum(int(p["losses"]) for p in pairs)
-            from scipy.stats import binomtest
+            # One paired observation per (task, seed), every task's in one sign test.
+            def by_task_seed(method: str) -> dict[tuple[str, int], list[float]]:
+                return {(t, seed): values for t in tasks
+                        for seed, values in (regrets[t].get(method) or {}).items()}
 
-            row["vs_default"] = {
-                "wins": wins, "losses": losses, "ties": sum(int(p["ties"]) for p in pairs),
-                "p": float(binomtest(wins, wins + losses).pvalue) if wins + losses else 1.0}
+            row["vs_default"] = paired_vs(by_task_seed(default), by_task_seed(n))
         rows.append(row)
     return sorted(rows, key=lambda row: (row["mean_rank"], row["method"]))
 
