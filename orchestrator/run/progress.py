@@ -45,11 +45,13 @@ class ProgressView(Callback):
         )
         return row
 
+    def _done(self) -> int:
+        return sum(r["status"] in ("TERMINATED", "ERROR") for r in self.rows.values())
+
     def _table(self) -> Table:
         elapsed = time.monotonic() - self.started
-        done = sum(r["status"] in ("TERMINATED", "ERROR") for r in self.rows.values())
-        table = Table(title=f"sweep: {done}/{self.total} trials done, {elapsed:.0f}s elapsed, "
-                      f"{self.metric} ({self.mode})")
+        table = Table(title=f"sweep: {self._done()}/{self.total} trials done, "
+                      f"{elapsed:.0f}s elapsed, {self.metric} ({self.mode})")
         for col in ("trial", "status", "step", self.metric, "best", "config"):
             table.add_column(col)
         for trial_id, r in sorted(self.rows.items()):
@@ -93,11 +95,10 @@ class ProgressView(Callback):
         row = self._row(trial)
         row["status"] = status
         if not self.live_enabled:  # a log (Ray Jobs, a pipe) hears when each trial ends
-            done = sum(r["status"] in ("TERMINATED", "ERROR") for r in self.rows.values())
             best = ("no result" if row["best"] is None
                     else f"best {self.metric}={_fmt(row['best'])}")
             print(f"[{time.monotonic() - self.started:6.0f}s] {trial.trial_id} {status} {best} "
-                  f"({done}/{self.total} trials done)", flush=True)
+                  f"({self._done()}/{self.total} trials done)", flush=True)
         self._refresh()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
