@@ -20,6 +20,7 @@
    generations of 2, the full run's 12 trials fit cmaes's default 7 (3 numeric dimensions).
 Each best trial is scored once on the test split (next to the published TweetEval table).
 The per-trial budget is shrunk to fit the machine (`--steps`, `--max-train`); the output says so.
+After every run the runs so far go to OUT.partial.json; `--resume` keeps them and runs the rest.
 Data: ../shared/data/tweeteval-emotion (relative to the project root); skipped when absent.
 """
 
@@ -29,6 +30,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
 import math
 import os
 import random
@@ -466,6 +468,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--max-train", type=int, default=None, help="cap on train examples")
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in OUT.partial.json (written after every run) and run the rest",
+    )
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.trials = args.trials or (2 if args.quick else 12)
@@ -498,7 +505,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"examples {args.max_train or 'all'} (the example config: 3 epochs, 12 trials)"
         )
         print(f"budget (shrunk to fit the machine): {budget}", flush=True)
-        runs: list[dict[str, Any]] = []
+        out = args.out or common.default_out(NAME, args.quick)
+        partial = out.with_suffix(".partial.json")
+        runs = load_partial(partial, args) if args.resume else []
+        done = {(r["variant"], r["seed"]) for r in runs}
         # HF runs one trial at a time on every core (quick: 1 thread; tiny matmuls on
         # several threads of a busy machine spend their time waiting for each other).
         hf_threads = args.hf_threads or (1 if args.quick else os.cpu_count() or 1)
@@ -513,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if seed < args.evo_seeds:
                     variants += EVOLUTIONARY
                 for variant in variants:
+                    if (variant, seed) in done:
+                        print(f"seed {seed} {variant}: kept from {partial}", flush=True)
+                        continue
                     if variant == "hf_optuna":
                         with common.torch_threads(hf_threads):
                             runs.append(hf_search(raw, seed, work))
@@ -524,9 +537,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         f"{runs[-1]['total_steps']} steps, {runs[-1]['wall_s']:.0f}s",
                         flush=True,
                     )
+                    save_partial(partial, args, runs)
 
     payload = summarize(runs, budget)
-    out = args.out or common.default_out(NAME, args.quick)
     common.write_result(
         out,
         name=NAME,
@@ -540,7 +553,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "runs": runs,
         },
     )
+    partial.unlink(missing_ok=True)
     return payload
+
+
+def _run_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments that fix a run's budget: a partial file is kept only if they match."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
+
+
+def save_partial(path: Path, args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    """The runs so far, so that a stopped benchmark loses at most the run it was in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    record = {"args": _run_args(args), "runs": runs}
+    tmp.write_text(json.dumps(record, default=common._jsonable) + "\n")
+    tmp.replace(path)
+
+
+def load_partial(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    if saved["args"] != _run_args(args):
+        raise SystemExit(
+            f"--resume: {path} was written with {saved['args']}, not {_run_args(args)}; "
+            "run with the same arguments, or delete the file to start over"
+        )
+    return list(saved["runs"])
 
 
 def summarize(runs: list[dict[str, Any]], budget: str) -> dict[str, Any]:
