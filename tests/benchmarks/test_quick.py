@@ -95,6 +95,23 @@ def test_search_efficiency_quick(local_ray: Any, tmp_path: Path) -> None:
     assert set(to_hf) == {"default", "random", "hf_optuna"}
     assert to_hf["hf_optuna"]["hf_s_over_this"] == 1.0
     assert result["targets"]["sooner_than_hf"]["value"] == to_hf["default"]["hf_s_over_this"]
+    assert not (tmp_path / "search_efficiency.partial.json").exists()  # removed once complete
+
+
+def test_search_efficiency_partial_runs_round_trip(tmp_path: Path) -> None:
+    import argparse
+
+    from benchmarks.search_efficiency import load_partial, save_partial
+
+    args = argparse.Namespace(seeds=3, trials=12, steps=90, out=tmp_path / "x.json", resume=True)
+    path = tmp_path / "x.partial.json"
+    assert load_partial(path, args) == []  # nothing saved yet: run everything
+    runs = [{"variant": "default", "seed": 0, "best_val_f1": 0.67, "reports": [{"t_s": 1.5}]}]
+    save_partial(path, args, runs)
+    assert load_partial(path, argparse.Namespace(**{**vars(args), "out": None})) == runs
+    other_budget = argparse.Namespace(**{**vars(args), "steps": 24})
+    with pytest.raises(SystemExit, match="steps.: 24"):  # a run of another budget is not kept
+        load_partial(path, other_budget)
 
 
 def test_time_to_hf_best_of_hand_made_runs() -> None:
