@@ -1,6 +1,7 @@
 """Search efficiency on TweetEval emotion (MiniLM-L6 + LoRA, validation macro-F1).
 
-    python -m benchmarks.search_efficiency             # full: ~40 min on a quiet 2-core machine
+    python -m benchmarks.search_efficiency             # full: ~2.5 h on a 2-core machine (a seed of
+                                                       # default + HF + random: 51-57 min)
                                                        # (+ two default-sized sweeps: item 3)
     python -m benchmarks.search_efficiency --seeds 1 --trials 4 --max-train 300 --evo-seeds 0
                                                        # smoke run (cmaes needs >= 9 trials)
