@@ -24,6 +24,11 @@ def _entry(rank: int, world: int, store: str, backend: str, fn: Callable[..., An
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         fn(Rank(rank, world), *args)
+        # Both ranks done before either tears down its gloo pairs: a rank that destroys its
+        # group while its peer still holds the connection can abort in gloo's C++ threads
+        # ("terminate called without an active exception", SIGABRT). A failed rank skips
+        # this; mp.spawn then ends the other.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
