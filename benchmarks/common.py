@@ -130,12 +130,13 @@ def write_result(
         **payload,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    path.write_text(json.dumps(record, indent=2, default=jsonable) + "\n")
     print(f"\nwrote {path}")
     return path
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`json.dumps` default: numpy and torch scalars as numbers, anything else as its str."""
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()
     return str(value)

@@ -568,7 +568,7 @@ def save_partial(path: Path, args: argparse.Namespace, runs: list[dict[str, Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     record = {"args": _run_args(args), "runs": runs}
-    tmp.write_text(json.dumps(record, default=common._jsonable) + "\n")
+    tmp.write_text(json.dumps(record, default=common.jsonable) + "\n")
     tmp.replace(path)
 
 
